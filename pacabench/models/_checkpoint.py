@@ -1,0 +1,132 @@
+"""Checkpoint loading shared by every model family.
+
+Accepts the files the model authors publish: a flat ``state_dict`` or one wrapped under
+``state_dict`` / ``model``; strips ``module.`` (DDP) and, for dense-prediction checkpoints,
+``backbone.``. Always ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model (one-line message)."""
+
+
+@dataclass
+class LoadReport:
+    """What happened when a checkpoint was applied to a model."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # key, ckpt shape, model shape
+    skipped: list[str] = field(default_factory=list)  # deliberately ignored (e.g. head.* in features mode)
+
+    def notice(self) -> str:
+        parts = []
+        if self.mismatched:
+            parts.append("kept fresh init for shape-mismatched " + ", ".join(k for k, _, _ in self.mismatched))
+        if self.skipped:
+            parts.append("ignored " + _summarise(self.skipped))
+        if self.missing:
+            parts.append("missing " + _summarise(self.missing))
+        return "; ".join(parts)
+
+
+def _summarise(keys: list[str], limit: int = 6) -> str:
+    keys = list(keys)
+    if len(keys) <= limit:
+        return ", ".join(keys)
+    return ", ".join(keys[:limit]) + f", … (+{len(keys) - limit} more)"
+
+
+def read_state_dict(path: str | os.PathLike, *, strip_prefixes: Iterable[str] = ("module.",)) -> dict:
+    """Read a checkpoint file into a flat state_dict of tensors."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - surfaced as a one-line error
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from e
+    if isinstance(obj, dict):
+        for wrapper in ("state_dict", "model", "module"):
+            if wrapper in obj and isinstance(obj[wrapper], dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+    out = {}
+    for k, v in obj.items():
+        for p in strip_prefixes:
+            if k.startswith(p):
+                k = k[len(p) :]
+        out[k] = v
+    return out
+
+
+def load_checkpoint(
+    model: nn.Module,
+    path_or_state: str | os.PathLike | dict,
+    *,
+    strict: bool = True,
+    ignore: Callable[[str], bool] | None = None,
+    allow_shape_mismatch: bool = False,
+    filter_fn: Callable[[dict, nn.Module], dict] | None = None,
+) -> LoadReport:
+    """Load weights into ``model`` by key.
+
+    ``ignore(key)`` marks checkpoint keys to drop silently-but-reported (e.g. ``head.*`` for a
+    features model). With ``allow_shape_mismatch`` shape-mismatched tensors keep the model's
+    fresh init (reported); otherwise they are an error. With ``strict`` any missing or
+    unexpected key is an error naming the keys.
+    """
+    if isinstance(path_or_state, dict):
+        sd = dict(path_or_state)
+    else:
+        sd = read_state_dict(path_or_state)
+    # dense-prediction checkpoints (mmseg/mmdet) keep the backbone under `backbone.`
+    if any(k.startswith("backbone.") for k in sd):
+        sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
+    if filter_fn is not None:
+        sd = filter_fn(sd, model)
+
+    report = LoadReport()
+    own = model.state_dict()
+    to_load = {}
+    for k, v in sd.items():
+        if ignore is not None and ignore(k):
+            report.skipped.append(k)
+        elif k not in own:
+            report.unexpected.append(k)
+        elif tuple(own[k].shape) != tuple(v.shape):
+            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+        else:
+            to_load[k] = v
+    report.missing = [k for k in own if k not in to_load and not any(k == m for m, _, _ in report.mismatched)]
+
+    problems = []
+    if report.mismatched and not allow_shape_mismatch:
+        problems.append(
+            "shape mismatch: " + _summarise([f"{k} {list(a)} vs model {list(b)}" for k, a, b in report.mismatched])
+        )
+    if strict and report.missing:
+        problems.append("missing keys: " + _summarise(report.missing))
+    if strict and report.unexpected:
+        problems.append("unexpected keys: " + _summarise(report.unexpected))
+    if problems:
+        raise CheckpointError("checkpoint does not fit the model: " + "; ".join(problems))
+
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = list(to_load)
+    return report

@@ -1,0 +1,267 @@
+"""Tidy result rows: one JSON object per line in ``results/<suite>/<run-id>/rows.jsonl``.
+
+One row = model × resolution × batch size × dtype × device (× task for accuracy rows).
+Rows are appended and flushed one at a time, so an interrupted run keeps everything already
+measured; ``--resume`` reads them back and skips finished cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Row",
+    "ROW_FIELDS",
+    "RunDir",
+    "new_run_dir",
+    "latest_run",
+    "read_rows",
+    "load_run",
+    "environment_record",
+    "case_key",
+]
+
+STATUSES = ("ok", "oom", "error", "skipped")
+
+
+@dataclass
+class Row:
+    """One measured case. Missing measurements are None (written as JSON null)."""
+
+    # identity
+    suite: str = ""
+    run_id: str = ""
+    case_id: str = ""
+    model: str = ""
+    family: str = ""
+    task: str = "cost"  # cost | imagenet | ade20k | coco
+    resolution: list[int] = field(default_factory=list)  # [h, w]
+    tokens: int | None = None  # stage-1 tokens at stride 4: (h/4)·(w/4)
+    batch_size: int = 1
+    dtype: str = "fp32"
+    device: str = "cpu"  # cpu | cuda
+    device_name: str = ""
+    channels_last: bool = False
+    compile: bool = False
+    status: str = "ok"  # ok | oom | error | skipped
+    error: str | None = None
+    # cost
+    params: int | None = None
+    gflops: float | None = None  # GMACs: one multiply-add counted once (fvcore convention), batch 1
+    uncounted_ops: dict[str, int] | None = None  # op -> number of calls fvcore could not count
+    uncounted_share: float | None = None  # upper bound on the share of the count those ops represent
+    latency_ms_median: float | None = None
+    latency_ms_p90: float | None = None
+    latency_ms_iqr: float | None = None
+    latency_ms_mean: float | None = None
+    latency_ms_min: float | None = None
+    latency_iters: int | None = None
+    throughput_img_s: float | None = None
+    timer: str | None = None  # cuda_event | perf_counter
+    peak_mem_mb: float | None = None
+    peak_mem_reserved_mb: float | None = None
+    mem_kind: str | None = None  # cuda_max_allocated | cpu_profiler_peak
+    # accuracy
+    top1: float | None = None
+    top5: float | None = None
+    miou: float | None = None
+    macc: float | None = None
+    aacc: float | None = None
+    bbox_ap: float | None = None
+    bbox_ap50: float | None = None
+    bbox_ap75: float | None = None
+    bbox_aps: float | None = None
+    bbox_apm: float | None = None
+    bbox_apl: float | None = None
+    segm_ap: float | None = None
+    segm_ap50: float | None = None
+    segm_ap75: float | None = None
+    segm_aps: float | None = None
+    segm_apm: float | None = None
+    segm_apl: float | None = None
+    num_images: int | None = None
+    checkpoint: str | None = None
+    # context
+    threads: int | None = None
+    loadavg_1m: float | None = None
+    torch_version: str = ""
+    timm_version: str = ""
+    timestamp: str = ""
+    wall_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Row:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+ROW_FIELDS = [f.name for f in fields(Row)]
+
+
+def case_key(row: dict[str, Any] | Row) -> str:
+    """The identity used by --resume (and baselines): task, model, resolution, batch, dtype, device…"""
+    d = row.to_dict() if isinstance(row, Row) else row
+    if d.get("case_id"):
+        return d["case_id"]
+    res = d.get("resolution") or []
+    return "|".join(
+        str(x)
+        for x in (
+            d.get("task", "cost"),
+            d.get("model"),
+            "x".join(map(str, res)),
+            d.get("batch_size"),
+            d.get("dtype"),
+            d.get("device"),
+            int(bool(d.get("channels_last"))),
+            int(bool(d.get("compile"))),
+        )
+    )
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def environment_record() -> dict[str, Any]:
+    import torch
+
+    try:
+        import timm
+
+        timm_v = timm.__version__
+    except Exception:  # noqa: BLE001
+        timm_v = None
+    try:
+        import fvcore
+
+        fv = getattr(fvcore, "__version__", None)
+    except Exception:  # noqa: BLE001
+        fv = None
+    from . import __version__
+
+    cuda = torch.cuda.is_available()
+    return {
+        "pacabench_version": __version__,
+        "pacabench_commit": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "timm": timm_v,
+        "fvcore": fv,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": cuda,
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+        "cuda_version": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class RunDir:
+    """A run folder: rows.jsonl, suite.yaml (copy), environment.json."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def rows_path(self) -> Path:
+        return self.path / "rows.jsonl"
+
+    def append(self, row: Row | dict[str, Any]) -> None:
+        """Append one row and fsync it: an interrupted run loses nothing already written."""
+        d = row.to_dict() if isinstance(row, Row) else row
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.rows_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(d, sort_keys=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_rows(self.rows_path) if self.rows_path.exists() else []
+
+    def done_keys(self) -> set[str]:
+        return {case_key(r) for r in self.rows()}
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows from a rows.jsonl file; a torn last line (killed mid-write) is ignored."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                continue  # interrupted while writing the last row
+            raise ValueError(f"{path}:{i + 1}: not a JSON row") from None
+    return out
+
+
+def new_run_dir(results_root: str | os.PathLike, suite_name: str, run_id: str | None = None) -> RunDir:
+    if run_id is None:
+        run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(results_root) / suite_name
+    path = base / run_id
+    n = 1
+    while path.exists():
+        n += 1
+        path = base / f"{run_id}-{n}"
+    path.mkdir(parents=True)
+    return RunDir(path)
+
+
+def latest_run(results_root: str | os.PathLike, suite_name: str | None = None) -> Path | None:
+    """Most recently modified run folder holding rows.jsonl (optionally of one suite)."""
+    root = Path(results_root)
+    if not root.exists():
+        return None
+    pattern = f"{suite_name}/*/rows.jsonl" if suite_name else "*/*/rows.jsonl"
+    cands = [p.parent for p in root.glob(pattern) if p.parent.parent.name != "baselines"]
+    if not cands:
+        return None
+    return max(cands, key=lambda p: p.joinpath("rows.jsonl").stat().st_mtime)
+
+
+def load_run(path: str | os.PathLike):
+    """A run folder, a rows.jsonl or a baseline .jsonl file → pandas DataFrame (one row per case)."""
+    import pandas as pd
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "rows.jsonl"
+    if not p.exists():
+        raise FileNotFoundError(f"no rows at {p}")
+    rows = read_rows(p)
+    df = pd.DataFrame(rows, columns=None)
+    for c in ROW_FIELDS:
+        if c not in df.columns:
+            df[c] = None
+    if len(df):
+        df["res"] = df["resolution"].map(lambda r: "x".join(map(str, r)) if r else "")
+    else:
+        df["res"] = []
+    return df
