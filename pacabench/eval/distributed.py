@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "shard_indices", "all_reduce_sum", "gather_objects", "barrier", "cleanup"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "shard_indices",
+    "all_reduce_sum",
+    "gather_objects",
+    "barrier",
+    "cleanup",
+]
 
 
 @dataclass(frozen=True)

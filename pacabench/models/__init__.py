@@ -134,7 +134,9 @@ def check_resolution(name: str, hw: tuple[int, int]) -> None:
     """
     spec = get_spec(name)
     if spec.source == "pacabench":
-        mod = importlib.import_module(f"{__name__}.{[m for m, f in _OWN_FAMILIES.items() if f == spec.family][0]}")
+        mod = importlib.import_module(
+            f"{__name__}.{[m for m, f in _OWN_FAMILIES.items() if f == spec.family][0]}"
+        )
         check = getattr(mod, "check_resolution", None)
         if check is not None:
             check(hw)

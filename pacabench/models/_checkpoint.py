@@ -34,7 +34,9 @@ class LoadReport:
     def notice(self) -> str:
         parts = []
         if self.mismatched:
-            parts.append("kept fresh init for shape-mismatched " + ", ".join(k for k, _, _ in self.mismatched))
+            parts.append(
+                "kept fresh init for shape-mismatched " + ", ".join(k for k, _, _ in self.mismatched)
+            )
         if self.skipped:
             parts.append("ignored " + _summarise(self.skipped))
         if self.missing:
@@ -118,7 +120,8 @@ def load_checkpoint(
     problems = []
     if report.mismatched and not allow_shape_mismatch:
         problems.append(
-            "shape mismatch: " + _summarise([f"{k} {list(a)} vs model {list(b)}" for k, a, b in report.mismatched])
+            "shape mismatch: "
+            + _summarise([f"{k} {list(a)} vs model {list(b)}" for k, a, b in report.mismatched])
         )
     if strict and report.missing:
         problems.append("missing keys: " + _summarise(report.missing))

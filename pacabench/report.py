@@ -1,0 +1,308 @@
+"""Rows → pandas tables: per-metric models × resolutions, complexity scaling, relative cost.
+
+The scaling table fits, for each model, the log–log slope of a cost against the number of
+tokens (stage-1 tokens, (H/4)·(W/4)) across the measured resolutions: 1 means linear in the
+number of tokens, 2 quadratic. A model with patch-to-cluster attention and fixed M should sit
+near 1 for FLOPs; global attention over reduced keys (PVT) stays above it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "METRICS",
+    "metric_table",
+    "all_metric_tables",
+    "scaling_table",
+    "relative_table",
+    "fit_exponent",
+    "to_markdown",
+    "render_markdown",
+    "tidy_frame",
+]
+
+# column -> (title, unit/format)
+METRICS: dict[str, tuple[str, str]] = {
+    "params": ("Params (M)", "{:.3f}"),
+    "gflops": ("GFLOPs (1 MAC = 1 FLOP, fvcore, batch 1, attention counted)", "{:.3f}"),
+    "latency_ms_median": ("Latency, median (ms per batch)", "{:.2f}"),
+    "throughput_img_s": ("Throughput (images/s)", "{:.1f}"),
+    "peak_mem_mb": ("Peak memory (MiB)", "{:.1f}"),
+}
+_SCALE = {"params": 1e-6}
+
+
+def _cost_rows(df: pd.DataFrame) -> pd.DataFrame:
+    if "task" in df.columns:
+        df = df[(df["task"].fillna("cost") == "cost")]
+    return df
+
+
+def _res_label(r) -> str:
+    if not isinstance(r, (list, tuple)) or len(r) != 2:
+        return str(r)
+    return str(r[0]) if r[0] == r[1] else f"{r[0]}x{r[1]}"
+
+
+def _group_cols(df: pd.DataFrame) -> list[str]:
+    """Model plus whichever of batch/dtype/device/... vary in this run."""
+    cols = ["model"]
+    for c in ("batch_size", "dtype", "device", "channels_last", "compile"):
+        if c in df.columns and df[c].astype(str).nunique() > 1:
+            cols.append(c)
+    return cols
+
+
+def _ordered_res(df: pd.DataFrame) -> list[str]:
+    pairs = {}
+    for r in df["resolution"]:
+        lab = _res_label(r)
+        pairs[lab] = r[0] * r[1] if isinstance(r, (list, tuple)) and len(r) == 2 else 0
+    return sorted(pairs, key=lambda k: pairs[k])
+
+
+def _model_order(df: pd.DataFrame) -> list[str]:
+    seen = []
+    for m in df["model"]:
+        if m not in seen:
+            seen.append(m)
+    return seen
+
+
+def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Models (× varying settings) × resolutions; cells hold the value, or the status if not ok."""
+    df = _cost_rows(df)
+    if df.empty:
+        return pd.DataFrame()
+    df = df.copy()
+    df["res"] = df["resolution"].map(_res_label)
+    scale = _SCALE.get(metric, 1.0)
+
+    def cell(row):
+        v = row.get(metric)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            return float(v) * scale
+        st = row.get("status")
+        return st if st and st != "ok" else None
+
+    df["_cell"] = df.apply(cell, axis=1)
+    idx = _group_cols(df)
+    tab = df.pivot_table(index=idx, columns="res", values="_cell", aggfunc="last", dropna=False)
+    tab = tab.reindex(columns=[c for c in _ordered_res(df) if c in tab.columns])
+    order = _model_order(df)
+    tab = tab.reset_index()
+    tab["_o"] = tab["model"].map(order.index)
+    tab = tab.sort_values(["_o"] + idx[1:]).drop(columns="_o").set_index(idx)
+    tab.columns.name = "resolution"
+    return tab
+
+
+def all_metric_tables(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    out = {}
+    for m in metrics or METRICS:
+        if m in df.columns and df[m].notna().any():
+            out[m] = metric_table(df, m)
+    return out
+
+
+def fit_exponent(tokens: Sequence[float], values: Sequence[float]) -> float | None:
+    """Least-squares slope of log(value) against log(tokens); None with fewer than 2 sizes."""
+    pts = [(t, v) for t, v in zip(tokens, values) if t and v and t > 0 and v > 0]
+    if len({t for t, _ in pts}) < 2:
+        return None
+    x = np.log([t for t, _ in pts])
+    y = np.log([v for _, v in pts])
+    slope, _ = np.polyfit(x, y, 1)
+    return float(slope)
+
+
+def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per model: fitted exponent of FLOPs, latency and memory against the token count."""
+    df = _cost_rows(df)
+    if df.empty:
+        return pd.DataFrame()
+    df = df[df["status"] == "ok"].copy()
+    if df.empty:
+        return pd.DataFrame()
+    df["tokens"] = df["resolution"].map(lambda r: (r[0] // 4) * (r[1] // 4))
+    idx = _group_cols(df)
+    rows = []
+    for key, g in df.groupby(idx, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rec = dict(zip(idx, key))
+        toks = sorted(set(g["tokens"]))
+        rec["resolutions"] = f"{_res_label(g.loc[g['tokens'].idxmin(), 'resolution'])}–" + _res_label(
+            g.loc[g["tokens"].idxmax(), "resolution"]
+        )
+        rec["sizes"] = len(toks)
+        for col, name in (
+            ("gflops", "flops_exp"),
+            ("latency_ms_median", "latency_exp"),
+            ("peak_mem_mb", "memory_exp"),
+        ):
+            if col in g.columns and g[col].notna().any():
+                sub = g[g[col].notna()]
+                rec[name] = fit_exponent(sub["tokens"].tolist(), sub[col].astype(float).tolist())
+            else:
+                rec[name] = None
+        rows.append(rec)
+    out = pd.DataFrame(rows)
+    order = _model_order(df)
+    out["_o"] = out["model"].map(order.index)
+    return out.sort_values("_o").drop(columns="_o").set_index(idx)
+
+
+def relative_table(df: pd.DataFrame, reference: str, metric: str = "gflops") -> pd.DataFrame:
+    """Each model's ``metric`` divided by ``reference``'s, per resolution (same batch/dtype/device)."""
+    tab = metric_table(df, metric)
+    if tab.empty:
+        return tab
+    num = tab.apply(pd.to_numeric, errors="coerce")
+    models = num.index.get_level_values("model")
+    if reference not in set(models):
+        raise ValueError(f"reference model '{reference}' is not in this run")
+    if num.index.nlevels == 1:
+        ref = num.loc[reference]
+        return num.div(ref, axis=1)
+    out = []
+    for _key, g in num.groupby(level=list(range(1, num.index.nlevels)), sort=False):
+        ref = g[g.index.get_level_values("model") == reference]
+        if ref.empty:
+            continue
+        out.append(g.div(ref.iloc[0], axis=1))
+    return pd.concat(out) if out else pd.DataFrame()
+
+
+def _fmt(v, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, str):
+        return v
+    try:
+        return fmt.format(v)
+    except (ValueError, TypeError):
+        return str(v)
+
+
+def to_markdown(tab: pd.DataFrame, fmt: str = "{:.3f}") -> str:
+    """A DataFrame (index shown as leading columns) as a GitHub markdown table."""
+    if tab is None or tab.empty:
+        return "_(no data)_\n"
+    t = tab.reset_index()
+    header = [str(c) for c in t.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    nidx = tab.index.nlevels
+    for _, r in t.iterrows():
+        cells = []
+        for i, c in enumerate(t.columns):
+            v = r[c]
+            cells.append(str(v) if i < nidx else _fmt(v, fmt))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def tidy_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The main columns of each row, for CSV export."""
+    cols = [
+        "model",
+        "family",
+        "task",
+        "res",
+        "batch_size",
+        "dtype",
+        "device",
+        "status",
+        "params",
+        "gflops",
+        "latency_ms_median",
+        "latency_ms_p90",
+        "latency_ms_iqr",
+        "throughput_img_s",
+        "peak_mem_mb",
+        "mem_kind",
+        "top1",
+        "top5",
+        "miou",
+        "bbox_ap",
+        "segm_ap",
+        "error",
+    ]
+    d = df.copy()
+    d["res"] = d["resolution"].map(lambda r: "x".join(map(str, r)) if isinstance(r, (list, tuple)) else r)
+    return d[[c for c in cols if c in d.columns and (d[c].notna().any() or c in ("model", "status"))]]
+
+
+def render_markdown(df: pd.DataFrame, *, reference: str | None = None, title: str | None = None) -> str:
+    """The full markdown report of one run."""
+    parts = []
+    if title:
+        parts.append(f"# {title}\n")
+    cost = _cost_rows(df)
+    if not cost.empty:
+        dev = (
+            ", ".join(sorted({str(x) for x in cost["device_name"].dropna()})) if "device_name" in cost else ""
+        )
+        st = cost["status"].value_counts().to_dict()
+        parts.append(
+            f"{len(cost)} cases ({', '.join(f'{v} {k}' for k, v in st.items())})"
+            + (f" on {dev}" if dev else "")
+            + ".\n"
+        )
+        for m, tab in all_metric_tables(cost).items():
+            title_m, fmt = METRICS[m]
+            parts.append(f"## {title_m}\n\n" + to_markdown(tab, fmt))
+        sc = scaling_table(cost)
+        if not sc.empty:
+            parts.append(
+                "## Complexity scaling (log–log slope against tokens; 1 = linear, 2 = quadratic)\n\n"
+                + to_markdown(sc, "{:.2f}")
+            )
+        ref = reference or _model_order(cost)[0]
+        for m in ("gflops", "latency_ms_median", "peak_mem_mb"):
+            if m in cost.columns and cost[m].notna().any():
+                try:
+                    rel = relative_table(cost, ref, m)
+                except ValueError:
+                    continue
+                parts.append(
+                    f"## {METRICS[m][0].split(' (')[0]} relative to {ref}\n\n" + to_markdown(rel, "{:.2f}")
+                )
+        errs = cost[cost["status"] != "ok"]
+        if not errs.empty:
+            lines = [
+                f"- {r.model} {_res_label(r.resolution)} b{r.batch_size} {r.dtype}: **{r.status}** {r.error or ''}"
+                for r in errs.itertuples()
+            ]
+            parts.append("## Cases that did not finish\n\n" + "\n".join(lines) + "\n")
+    acc = df[df["task"].fillna("cost") != "cost"] if "task" in df.columns else df.iloc[0:0]
+    if not acc.empty:
+        cols = [
+            c
+            for c in (
+                "model",
+                "task",
+                "res",
+                "status",
+                "top1",
+                "top5",
+                "miou",
+                "macc",
+                "aacc",
+                "bbox_ap",
+                "segm_ap",
+                "num_images",
+                "throughput_img_s",
+                "checkpoint",
+            )
+            if c in acc.columns
+        ]
+        a = acc.copy()
+        a["res"] = a["resolution"].map(_res_label)
+        a = a[[c for c in cols if c == "model" or a[c].notna().any()]].set_index("model")
+        parts.append("## Accuracy\n\n" + to_markdown(a, "{:.2f}"))
+    return "\n".join(parts)

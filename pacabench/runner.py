@@ -1,0 +1,337 @@
+"""Run a suite's cases, one row each, written as soon as it is measured.
+
+- A case that runs out of memory becomes a row with status ``oom``; any other failure a row with
+  status ``error`` and a one-line message; a size the architecture refuses, ``skipped``. The
+  suite goes on.
+- Each row is appended (and fsynced) before the next case starts: an interrupted run keeps all
+  it measured, and ``resume`` skips the cases already in ``rows.jsonl``.
+- ``isolate=True`` runs each case in a fresh Python process, so one model's allocator state or
+  a hard crash cannot affect the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import torch
+
+from .measure.flops import count_flops, count_params
+from .measure.latency import measure_latency
+from .measure.memory import measure_peak_memory, resident_bytes
+from .models import ResolutionError, create_model, get_spec
+from .results import Row, RunDir
+from .suite import Case, Suite
+
+__all__ = ["run_case", "run_suite", "is_oom", "RunSummary"]
+
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
+_FLOPS_CACHE: dict[tuple, tuple[int, float, dict, float]] = {}
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in msg or "can't allocate memory" in msg or isinstance(exc, MemoryError)
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:500]
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def _base_row(case: Case) -> Row:
+    import timm
+
+    h, w = case.resolution
+    try:
+        family = get_spec(case.model).family
+    except Exception:  # noqa: BLE001
+        family = ""
+    return Row(
+        suite=case.suite,
+        case_id=case.case_id,
+        model=case.model,
+        family=family,
+        task=case.task,
+        resolution=[h, w],
+        tokens=(h // 4) * (w // 4),
+        batch_size=case.batch_size,
+        dtype=case.dtype,
+        device=case.device,
+        device_name=_device_name(case.device),
+        channels_last=case.channels_last,
+        compile=case.compile,
+        checkpoint=case.checkpoint,
+        threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+        timm_version=timm.__version__,
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _run_cost(case: Case, row: Row) -> None:
+    dev = torch.device(case.device)
+    model = create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
+    model.eval()
+    row.params = count_params(model)
+
+    if "flops" in case.metrics:
+        key = (case.model, case.resolution, json.dumps(case.kwargs, sort_keys=True))
+        if key not in _FLOPS_CACHE:
+            rec = count_flops(model, case.resolution)
+            _FLOPS_CACHE[key] = (rec.params, rec.gflops, rec.uncounted_ops, rec.uncounted_share)
+        _, row.gflops, row.uncounted_ops, row.uncounted_share = _FLOPS_CACHE[key]
+
+    if not {"latency", "memory"} & set(case.metrics):
+        return
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but CUDA is not available")
+    model = model.to(dev)
+    x = torch.randn(case.batch_size, 3, *case.resolution, device=dev)
+    if case.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    fwd_model = torch.compile(model) if case.compile else model
+    amp_dtype = _DTYPES[case.dtype]
+
+    def forward():
+        with torch.inference_mode():
+            if amp_dtype is not None:
+                with torch.autocast(device_type=dev.type, dtype=amp_dtype):
+                    return fwd_model(x)
+            return fwd_model(x)
+
+    warmup = case.latency.warmup
+    if "memory" in case.metrics:
+        # The profiled forward doubles as the first warm-up call (saves one forward per case,
+        # which matters at 1024² on a CPU); the allocator peak does not depend on it.
+        if case.compile:
+            forward()  # compile outside the profiler
+        mem = measure_peak_memory(forward, device=dev, resident=resident_bytes(model, x))
+        row.peak_mem_mb = mem.peak_mb
+        row.peak_mem_reserved_mb = mem.reserved_mb
+        row.mem_kind = mem.kind
+        warmup = max(0, warmup - 1)
+    if "latency" in case.metrics:
+        lat = case.latency
+        rec = measure_latency(
+            forward,
+            batch_size=case.batch_size,
+            warmup=warmup,
+            iters=lat.iters,
+            min_iters=lat.min_iters,
+            time_budget_s=lat.time_budget_s,
+            device=dev,
+        )
+        row.latency_ms_median = rec.median_ms
+        row.latency_ms_p90 = rec.p90_ms
+        row.latency_ms_iqr = rec.iqr_ms
+        row.latency_ms_mean = rec.mean_ms
+        row.latency_ms_min = rec.min_ms
+        row.latency_iters = rec.iters
+        row.throughput_img_s = rec.throughput_img_s
+        row.timer = rec.timer
+        row.loadavg_1m = rec.loadavg_1m
+
+
+def _run_eval(case: Case, row: Row) -> None:
+    cfg = dict(case.eval_config)
+    data = cfg.pop("data")
+    cfg.pop("img_size", None)
+    if case.task == "imagenet":
+        from .eval.imagenet import evaluate_imagenet
+
+        res = evaluate_imagenet(
+            case.model,
+            data,
+            checkpoint=case.checkpoint,
+            device=case.device,
+            dtype=case.dtype,
+            img_size=None,
+            **cfg,
+        )
+    elif case.task == "ade20k":
+        from .eval.ade20k import evaluate_ade20k
+
+        cfg.pop("head", None)
+        res = evaluate_ade20k(
+            case.model, data, head=case.head or "paca", checkpoint=case.checkpoint, device=case.device, **cfg
+        )
+    elif case.task == "coco":
+        from .eval.coco import evaluate_coco
+
+        ann = cfg.pop("ann")
+        res = evaluate_coco(case.model, data, ann, checkpoint=case.checkpoint, device=case.device, **cfg)
+    else:  # pragma: no cover - validated by the suite
+        raise ValueError(f"unknown task {case.task}")
+    for k, v in res.items():
+        if hasattr(row, k) and k not in ("model", "task", "resolution"):
+            setattr(row, k, v)
+
+
+def run_case(case: Case) -> Row:
+    """Measure one case in this process; never raises for a failing model (KeyboardInterrupt aside)."""
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    row = _base_row(case)
+    t0 = time.perf_counter()
+    try:
+        if case.task == "cost":
+            _run_cost(case, row)
+        else:
+            _run_eval(case, row)
+        row.status = "ok"
+    except KeyboardInterrupt:
+        raise
+    except ResolutionError as e:
+        row.status, row.error = "skipped", str(e)
+    except BaseException as e:  # noqa: BLE001 - one failing case must not stop the suite
+        if isinstance(e, SystemExit):
+            row.status, row.error = "error", f"SystemExit: {e.code}"
+        elif is_oom(e):
+            row.status, row.error = "oom", _one_line(e)
+        else:
+            row.status, row.error = "error", _one_line(e)
+    finally:
+        if case.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    row.wall_s = time.perf_counter() - t0
+    return row
+
+
+def _run_case_isolated(case: Case, timeout_s: float | None = None) -> Row:
+    """Run a case in a fresh interpreter (``python -m pacabench.runner``)."""
+    env = dict(os.environ)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pacabench.runner"],
+            input=json.dumps(case.to_dict()),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        row = _base_row(case)
+        row.status, row.error = "error", f"timed out after {timeout_s:.0f} s"
+        return row
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode == 0 and lines:
+        return Row.from_dict(json.loads(lines[-1]))
+    row = _base_row(case)
+    err = (proc.stderr.strip().splitlines() or [""])[-1]
+    if proc.returncode < 0:
+        sig = -proc.returncode
+        row.status = "oom" if sig == 9 else "error"
+        row.error = f"worker killed by signal {sig}" + (" (likely out of memory)" if sig == 9 else "")
+    else:
+        row.status, row.error = "error", f"worker exited {proc.returncode}: {err}"[:500]
+    return row
+
+
+class RunSummary:
+    def __init__(self, run_dir: RunDir):
+        self.run_dir = run_dir
+        self.rows: list[Row] = []
+        self.skipped_done = 0
+        self.wall_s = 0.0
+
+    def counts(self) -> dict[str, int]:
+        c: dict[str, int] = {}
+        for r in self.rows:
+            c[r.status] = c.get(r.status, 0) + 1
+        return c
+
+
+def run_suite(
+    suite: Suite,
+    run_dir: RunDir,
+    *,
+    device: str | None = None,
+    isolate: bool | None = None,
+    progress: bool = True,
+    on_row: Callable[[Row], None] | None = None,
+    case_fn: Callable[[Case], Row] | None = None,
+) -> RunSummary:
+    """Run every case not already in ``run_dir`` (so a second call resumes)."""
+    cases = suite.cases(device)
+    done = run_dir.done_keys()
+    todo = [c for c in cases if c.case_id not in done]
+    summary = RunSummary(run_dir)
+    summary.skipped_done = len(cases) - len(todo)
+    isolate = suite.isolate if isolate is None else isolate
+    fn = case_fn or (_run_case_isolated if isolate else run_case)
+    t_start = time.perf_counter()
+
+    ctx: contextlib.AbstractContextManager
+    if progress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        ctx = Progress(
+            TextColumn("[bold]{task.fields[suite]}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            transient=False,
+        )
+    else:
+        ctx = contextlib.nullcontext()
+    with ctx as prog:
+        task = prog.add_task("", total=len(todo), suite=suite.name) if progress else None
+        for case in todo:
+            if progress:
+                prog.update(task, description=case.describe())
+            row = fn(case)
+            row.run_id = run_dir.path.name
+            run_dir.append(row)
+            summary.rows.append(row)
+            if on_row is not None:
+                on_row(row)
+            if progress:
+                prog.advance(task)
+        if progress:
+            prog.update(task, description="done")
+    summary.wall_s = time.perf_counter() - t_start
+    return summary
+
+
+def _worker_main() -> int:
+    """Entry point of an isolated case: case JSON on stdin, row JSON on stdout."""
+    case = Case.from_dict(json.loads(sys.stdin.read()))
+    row = run_case(case)
+    sys.stdout.write("\n" + json.dumps(row.to_dict()) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    import pacabench.models  # noqa: F401 - registers our models with timm
+
+    sys.exit(_worker_main())
