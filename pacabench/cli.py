@@ -141,24 +141,70 @@ def _resolve_run(run_path: Path | None, results_dir: Path, suite: str | None) ->
 @app.command()
 def report(
     run_path: Path | None = typer.Argument(
-        None, metavar="[RUN]", help="Run folder or rows .jsonl (default: latest)."
+        None,
+        metavar="[RUN]",
+        help="Run folder or rows .jsonl (default: latest; with --paper, latest paper_table run).",
     ),
-    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | csv"),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | csv | html | latex"),
     reference: str | None = typer.Option(None, "--reference", help="Model the relative tables divide by."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (csv: a folder)."),
     results_dir: Path = typer.Option(Path(DEFAULT_RESULTS), "--results-dir"),
     suite: str | None = typer.Option(None, "--suite", help="Latest run of this suite."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Also write PNGs here: cost vs resolution (log-log) per metric, accuracy vs latency.",
+    ),
+    paper: bool = typer.Option(
+        False,
+        "--paper",
+        help="The paper's efficiency table: params/FLOPs at 224 beside the published numbers "
+        "(measure with `pacabench run suites/paper_table.yaml`).",
+    ),
 ):
-    """Tables of a run: models × resolutions per metric, scaling exponents, relative cost."""
+    """Tables of a run: models × resolutions per metric, scaling exponents, relative cost.
+
+    --format html writes one self-contained page (tables + embedded plots); --format latex,
+    booktabs tables for a paper; --paper, the efficiency table against the published numbers.
+    """
     from .report import all_metric_tables, render_markdown, scaling_table, tidy_frame
     from .results import load_run
 
+    if fmt not in ("markdown", "csv", "html", "latex"):
+        raise UsageError(f"unknown --format '{fmt}' (markdown, csv, html, latex)")
+    if paper and run_path is None and suite is None:
+        suite = "paper_table"
     path = _resolve_run(run_path, results_dir, suite)
     try:
         df = load_run(path)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
-    if fmt == "markdown":
+
+    def emit(text: str) -> None:
+        if output:
+            output.write_text(text, encoding="utf-8")
+            console.print(f"wrote {output}")
+        else:
+            sys.stdout.write(text)
+
+    if plot is not None:
+        from .plots import write_plots
+
+        paths = write_plots(df, plot)
+        console.print(f"wrote {len(paths)} plots to {plot}/" + ("" if paths else " (nothing to plot)"))
+    if paper:
+        from .report_formats import render_paper_table
+
+        emit(render_paper_table(df, fmt, title=f"Efficiency at 224×224: ours ({path}) vs published"))
+        return
+    if fmt in ("html", "latex"):
+        if reference and reference not in set(df["model"]):
+            raise UsageError(f"reference model '{reference}' is not in {path}")
+        from .report_formats import render_html, render_latex
+
+        render = render_html if fmt == "html" else render_latex
+        emit(render(df, reference=reference, title=str(path)))
+    elif fmt == "markdown":
         try:
             text = render_markdown(df, reference=reference, title=str(path))
         except ValueError as e:
@@ -180,8 +226,6 @@ def report(
             console.print(f"wrote CSV tables to {output}/")
         else:
             sys.stdout.write(tidy_frame(df).to_csv(index=False))
-    else:
-        raise UsageError(f"unknown --format '{fmt}' (markdown, csv)")
 
 
 # --------------------------------------------------------------------------------------- models
@@ -223,7 +267,12 @@ def models_cmd(
         return
     t = Table(title="pacabench models")
     for c in ("name", "family", "params (M)", "default res", "from"):
-        t.add_column(c, justify="right" if c.startswith(("params", "default")) else "left")
+        t.add_column(
+            c,
+            justify="right" if c.startswith(("params", "default")) else "left",
+            no_wrap=True,
+            min_width=36 if c == "name" else None,
+        )
     for r in rows:
         t.add_row(
             r["name"], r["family"], f"{r['params'] / 1e6:.3f}", str(r["default_resolution"]), r["source"]
