@@ -1,0 +1,166 @@
+"""Pieces every evaluation shares: device and dtype, autocast, rank-wide failure handling."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ..errors import UsageError
+from .distributed import DistInfo, all_reduce_sum, gather_objects
+
+__all__ = [
+    "DTYPES",
+    "IMAGE_EXTENSIONS",
+    "resolve_device",
+    "autocast",
+    "reduce_max",
+    "raise_if_any_failed",
+    "require_dir",
+    "sync",
+]
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def resolve_device(device: str, info: DistInfo) -> torch.device:
+    """'auto' → this rank's GPU if there is one, else CPU; 'cuda' → cuda:<local_rank>."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available")
+        return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
+    if device.startswith("cuda:") or device == "cpu" or device == "mps":
+        return torch.device(device)
+    raise UsageError(f"unknown device '{device}' (auto, cpu, cuda)")
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
+    return DTYPES[dtype]
+
+
+def autocast(dtype: str, device: torch.device):
+    """Autocast to bf16/fp16 (weights stay fp32); fp32 runs plainly."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reduce_max(value: float, info: DistInfo) -> float:
+    """Maximum of a float over ranks (e.g. the slowest rank's wall time)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def raise_if_any_failed(error: str | None, info: DistInfo) -> None:
+    """Collective: if any rank hit a fatal input error, every rank raises it (no rank hangs).
+
+    Call on every rank at the same point; ``error`` is this rank's first error message or None.
+    """
+    if not info.enabled:
+        if error is not None:
+            raise UsageError(error)
+        return
+    n_failed = all_reduce_sum(torch.tensor([0 if error is None else 1], dtype=torch.int64), info)
+    if int(n_failed.item()) == 0:
+        return
+    # every rank takes part in the broadcast of the first failing rank's message
+    msgs = [None] * info.world_size
+    dist.all_gather_object(msgs, error)
+    first = next(m for m in msgs if m is not None)
+    raise UsageError(first)
+
+
+def require_dir(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"{what} not found: {p}")
+    if not p.is_dir():
+        raise UsageError(f"{what} is not a folder: {p}")
+    return p
+
+
+def pct(num: float, den: float) -> float:
+    return 100.0 * num / den if den else math.nan
+
+
+__all__ += ["check_dtype", "pct", "gather_objects"]
+
+
+def parse_hw(text: str | None, what: str) -> tuple[int, int] | None:
+    """'512' → (512, 512); '512x640' → (512, 640); None → None."""
+    if text is None:
+        return None
+    t = str(text).lower().replace(" ", "")
+    try:
+        if "x" in t:
+            a, b = t.split("x")
+            return int(a), int(b)
+        return int(t), int(t)
+    except ValueError:
+        raise UsageError(f"{what} must be N or AxB (e.g. 224 or 2048x512), got '{text}'") from None
+
+
+def run_command(fn, *, as_json: bool, title: str, summary_keys: tuple[str, ...], drop=(), **kwargs) -> None:
+    """CLI wrapper for an evaluation: call ``fn(**kwargs)`` (torchrun-aware), print the result on
+    rank 0 only (``--json``: exactly one JSON object on stdout), tear the process group down.
+    Bad input → one line on stderr (rank 0) and exit code 2 on every rank."""
+    import json
+    import sys
+
+    import typer
+
+    from ..models import CheckpointError, ResolutionError, UnknownModelError
+    from .distributed import cleanup, init_distributed
+
+    info = init_distributed(kwargs.get("device", "auto"))
+    try:
+        result = fn(**kwargs)
+    except (UsageError, CheckpointError, ResolutionError, UnknownModelError) as e:
+        if info.is_main:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"pacabench: error: {msg}", file=sys.stderr)
+        cleanup(info)
+        raise typer.Exit(2) from None
+    cleanup(info)
+    if not info.is_main:
+        return
+    shown = {k: v for k, v in result.items() if k not in drop}
+    if as_json:
+        sys.stdout.write(json.dumps(shown, allow_nan=False, default=str) + "\n")
+        sys.stdout.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    for k in summary_keys:
+        v = result.get(k)
+        if v is None:
+            continue
+        t.add_row(k, f"{v:.2f}" if isinstance(v, float) else str(v))
+    Console().print(t)
+    if result.get("skipped_files"):
+        for m in result["skipped_files"][:20]:
+            print(f"skipped: {m}", file=sys.stderr)
+
+
+__all__ += ["parse_hw", "run_command"]
