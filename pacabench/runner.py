@@ -310,6 +310,12 @@ def run_suite(
                 prog.update(task, description=case.describe())
             row = fn(case)
             row.run_id = run_dir.path.name
+            extras = getattr(row, "_extras", None)
+            if extras and "ade20k" in extras:
+                from .eval.ade20k import write_per_class
+
+                safe = case.case_id.replace("|", "_").replace("+", "-")
+                write_per_class(run_dir.path / f"per_class_iou_{safe}.csv", extras["ade20k"])
             run_dir.append(row)
             summary.rows.append(row)
             if on_row is not None:
