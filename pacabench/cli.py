@@ -147,7 +147,9 @@ def report(
     ),
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | csv | html | latex"),
     reference: str | None = typer.Option(None, "--reference", help="Model the relative tables divide by."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (csv: a folder)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file (csv: a folder; csv with --paper: a file)."
+    ),
     results_dir: Path = typer.Option(Path(DEFAULT_RESULTS), "--results-dir"),
     suite: str | None = typer.Option(None, "--suite", help="Latest run of this suite."),
     plot: Path | None = typer.Option(

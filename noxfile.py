@@ -1,0 +1,78 @@
+"""nox sessions: ``tests`` (pytest), ``lint`` (ruff), ``regression`` (smoke suite vs its baseline).
+
+    nox -s tests lint            # first time: builds the venvs (~1 min each with the torch stack)
+    nox -R -s regression         # -R reuses an existing venv: seconds instead of a minute
+    nox -R -s regression -- results/baselines/other.jsonl   # compare against another baseline
+
+Every session that imports pacabench installs ``torch==2.14.1 torchvision==0.29.1`` first: they
+are the pair whose CPU wheels load together (see the README's install notes); a plain
+``pip install -e .`` could otherwise pick a torchvision built for another torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "regression"]
+
+TORCH = ("torch==2.14.1", "torchvision==0.29.1")
+LINT_PATHS = ("pacabench", "tests", "noxfile.py")
+SMOKE_BASELINE = "results/baselines/smoke.jsonl"
+
+
+def _install(session: nox.Session) -> None:
+    session.install(*TORCH)
+    session.install("-e", ".[dev]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (pytest; extra arguments are passed on)."""
+    _install(session)
+    session.run("pytest", "-q", *session.posargs, env={"MPLBACKEND": "Agg"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check (ruff only: no need for the torch stack)."""
+    session.install("ruff")
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session
+def regression(session: nox.Session) -> None:
+    """Run the smoke suite twice into a temporary folder and compare with the committed baseline.
+
+    Enforced: params and FLOPs match the baseline to 0.1 %, peak memory stays within its band,
+    no case fails that passed in the baseline, no baseline case is missing. Latency is compared
+    too (a regression must show in both runs: best of 2), but on a shared CPU it is only reported
+    unless PACABENCH_STRICT_LATENCY=1: on these machines a neighbour's load slows a forward pass
+    by up to ~70x for minutes at a time, which no tolerance band survives. Set it on a dedicated
+    runner or a GPU machine. ``-- BASELINE`` compares against another file.
+    """
+    _install(session)
+    baseline = session.posargs[0] if session.posargs else SMOKE_BASELINE
+    if not Path(baseline).exists():
+        session.error(f"no baseline at {baseline} (write one with `pacabench baseline update smoke`)")
+    results = Path(session.create_tmp()) / "results"
+    shutil.rmtree(results, ignore_errors=True)
+    runs = []
+    for run_id in ("regression-1", "regression-2"):
+        session.run(
+            "pacabench", "run", "suites/smoke.yaml",
+            "--results-dir", str(results), "--run-id", run_id,
+            "--no-progress", "--no-report",
+            env={"MPLBACKEND": "Agg"},
+        )  # fmt: skip
+        runs.append(str(results / "smoke" / run_id))
+    compare = ("pacabench", "compare", baseline, *runs)
+    session.run(*compare, "--metrics", "params,flops,memory,accuracy", "--fail-on-missing")
+    strict = os.environ.get("PACABENCH_STRICT_LATENCY", "") not in ("", "0")
+    if not strict:
+        session.log("latency: reported, not enforced (set PACABENCH_STRICT_LATENCY=1 to enforce)")
+    session.run(*compare, "--metrics", "latency", success_codes=None if strict else [0, 1])

@@ -1,0 +1,759 @@
+"""Compare a run against a baseline: the regression check behind ``pacabench compare`` and CI.
+
+Rows are joined on the case identity built from their fields — task, model (+ head), resolution,
+batch size, dtype, device, channels_last, compile — never on ``case_id`` alone, so a baseline
+written by another run (or another machine) still lines up. Then, per metric:
+
+* **exact** metrics (``params``, ``gflops``) must match to a relative tolerance (default 0.1 %);
+  any difference beyond it, up or down, is a regression.
+* **accuracy** metrics (``top1``, ``miou``, ``bbox_ap``, …) may move by an absolute tolerance
+  (default 0.1 points); a drop beyond it is a regression, a gain beyond it is listed as improved.
+* **noisy** metrics (``latency_ms_median``, ``peak_mem_mb``): with baseline ``b``, new value ``n``,
+  relative tolerance ``t`` and spread ``s`` = the baseline's IQR + the new run's IQR (0 where a
+  metric has no IQR, as peak memory), the verdict is a regression **only if**
+  ``n > b·(1 + t)`` **and** ``n − b > s`` — the new value exceeds both the tolerance band and the
+  measured noise of the two runs. Symmetrically ``n < b/(1 + t)`` and ``b − n > s`` is improved;
+  anything else is within noise. Default ``t``: latency 0.5 on CPU (shared CPUs are noisy),
+  0.15 on CUDA; memory 0.1. A CPU latency regression measured while the machine was busy (the
+  new row's 1-min load average above 1.5 × its thread count) is reported as *inconclusive*
+  instead, and does not fail (``ignore_load`` turns this off).
+* a case whose status was ``ok`` in the baseline and is anything else now (oom, error, skipped)
+  is a regression; a metric the baseline had and the new ok row lacks is a regression.
+* cases only in the new run are listed as *added*, cases only in the baseline as *missing*
+  (a regression only with ``fail_on_missing``).
+* given several runs of the same cases (``compare BASE RUN1 RUN2``), a latency or memory
+  regression must show in every run (best of N); any other regression in any run counts.
+
+Exit codes of ``pacabench compare``: 1 on any regression, 0 otherwise, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .errors import UsageError
+
+__all__ = [
+    "EXACT_METRICS",
+    "NOISY_METRICS",
+    "ACCURACY_METRICS",
+    "VOLATILE_FIELDS",
+    "Tolerances",
+    "Check",
+    "Comparison",
+    "join_key",
+    "compare_rows",
+    "compare_runs",
+    "load_rows",
+    "parse_metrics",
+    "parse_tolerances",
+    "render_comparison",
+    "baseline_rows",
+    "write_baseline",
+    "baseline_path",
+    "register",
+]
+
+EXACT_METRICS = ("params", "gflops")
+# noisy metric -> the column holding its spread (IQR), if any
+NOISY_METRICS: dict[str, str | None] = {"latency_ms_median": "latency_ms_iqr", "peak_mem_mb": None}
+ACCURACY_METRICS = (
+    "top1", "top5", "miou", "macc", "aacc",
+    "bbox_ap", "bbox_ap50", "bbox_ap75", "bbox_aps", "bbox_apm", "bbox_apl",
+    "segm_ap", "segm_ap50", "segm_ap75", "segm_aps", "segm_apm", "segm_apl",
+)  # fmt: skip
+ALL_METRICS = EXACT_METRICS + tuple(NOISY_METRICS) + ACCURACY_METRICS
+
+# user-facing names -> columns
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "params": ("params",),
+    "flops": ("gflops",),
+    "gflops": ("gflops",),
+    "latency": ("latency_ms_median",),
+    "memory": ("peak_mem_mb",),
+    "mem": ("peak_mem_mb",),
+    "accuracy": ACCURACY_METRICS,
+    "exact": EXACT_METRICS,
+    **{m: (m,) for m in ALL_METRICS},
+}
+
+# Fields that change on every run of the same code: not written to baselines.
+VOLATILE_FIELDS = ("run_id", "timestamp", "loadavg_1m", "wall_s", "case_id")
+
+# CPU latency measured while the 1-min load average exceeded this × the thread count cannot
+# show a regression (a neighbour's load made one forward 45× slower on the shared CI machines):
+# such a verdict is "inconclusive" instead, unless ignore_load.
+BUSY_LOAD = 1.5
+LOAD_SENSITIVE = ("latency_ms_median",)
+
+KEY_FIELDS = ("task", "model", "resolution", "batch_size", "dtype", "device", "channels_last", "compile")
+
+
+# ----------------------------------------------------------------------------------- tolerances
+@dataclass
+class Tolerances:
+    """Relative tolerance for exact and noisy metrics, absolute (points) for accuracy."""
+
+    exact: float = 1e-3
+    accuracy: float = 0.1
+    latency: dict[str, float] = field(default_factory=lambda: {"cpu": 0.5, "cuda": 0.15})
+    memory: dict[str, float] = field(default_factory=lambda: {"cpu": 0.1, "cuda": 0.1})
+    per_metric: dict[str, float] = field(default_factory=dict)  # column -> tolerance (overrides)
+
+    def for_metric(self, metric: str, device: str) -> float:
+        if metric in self.per_metric:
+            return self.per_metric[metric]
+        if metric in EXACT_METRICS:
+            return self.exact
+        if metric in ACCURACY_METRICS:
+            return self.accuracy
+        table = self.latency if metric == "latency_ms_median" else self.memory
+        return table.get(device, table.get("cpu", 0.5))
+
+
+def parse_tolerances(specs: list[str] | None) -> Tolerances:
+    """``["latency=0.3", "memory=0.2", "accuracy=0.5", "flops=0.001", "0.4"]`` → Tolerances.
+
+    A bare number sets latency and memory (the noisy metrics) on every device; ``NAME=VALUE``
+    sets one metric or group (params, flops, latency, memory, accuracy, exact, or a column name).
+    """
+    tol = Tolerances()
+    for spec in specs or []:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, value = part.rpartition("=")
+            try:
+                v = float(value)
+            except ValueError:
+                raise UsageError(
+                    f"bad --tolerance '{part}' (use e.g. 0.3, latency=0.3, accuracy=0.2)"
+                ) from None
+            if not math.isfinite(v) or v < 0:
+                raise UsageError(f"bad --tolerance '{part}': must be a non-negative number")
+            name = name.strip().lower()
+            if not name:
+                for dev in tol.latency:
+                    tol.latency[dev] = v
+                for dev in tol.memory:
+                    tol.memory[dev] = v
+                continue
+            if name == "exact":
+                tol.exact = v
+            elif name == "accuracy":
+                tol.accuracy = v
+            elif name in ("latency", "memory", "mem"):
+                table = tol.latency if name == "latency" else tol.memory
+                for dev in table:
+                    table[dev] = v
+            elif name in METRIC_GROUPS:
+                for col in METRIC_GROUPS[name]:
+                    tol.per_metric[col] = v
+            else:
+                raise UsageError(
+                    f"unknown metric '{name}' in --tolerance (known: {', '.join(_known_names())})"
+                )
+    return tol
+
+
+def _known_names() -> list[str]:
+    return ["params", "flops", "latency", "memory", "accuracy", "exact"] + list(ACCURACY_METRICS)
+
+
+def parse_metrics(specs: list[str] | None) -> tuple[str, ...]:
+    """``["params,flops", "latency"]`` → columns; empty → every metric."""
+    if not specs:
+        return ALL_METRICS
+    out: list[str] = []
+    for spec in specs:
+        for name in str(spec).split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            if name not in METRIC_GROUPS:
+                raise UsageError(f"unknown metric '{name}' in --metrics (known: {', '.join(_known_names())})")
+            out.extend(c for c in METRIC_GROUPS[name] if c not in out)
+    return tuple(out) or ALL_METRICS
+
+
+# ------------------------------------------------------------------------------------ rows, keys
+def join_key(row: dict[str, Any]) -> tuple:
+    """The identity a comparison joins on, built from the fields (not from ``case_id``)."""
+    res = row.get("resolution") or []
+    model = str(row.get("model", ""))
+    if row.get("head"):
+        model += f"+{row['head']}"
+    return (
+        str(row.get("task") or "cost"),
+        model,
+        tuple(int(x) for x in res),
+        int(row.get("batch_size") or 1),
+        str(row.get("dtype") or "fp32"),
+        str(row.get("device") or "cpu"),
+        bool(row.get("channels_last")),
+        bool(row.get("compile")),
+    )
+
+
+def key_label(key: tuple) -> str:
+    task, model, res, bs, dtype, device, cl, comp = key
+    r = "x".join(map(str, res)) if res else "?"
+    if len(res) == 2 and res[0] == res[1]:
+        r = str(res[0])
+    extra = (" channels_last" if cl else "") + (" compile" if comp else "")
+    t = "" if task == "cost" else f"[{task}] "
+    return f"{t}{model} {r} b{bs} {dtype} {device}{extra}"
+
+
+def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a run folder, a rows.jsonl or a baseline .jsonl; bad input → UsageError."""
+    from .results import read_rows
+
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "rows.jsonl").exists():
+            raise UsageError(f"{p}: not a run folder (no rows.jsonl)")
+        p = p / "rows.jsonl"
+    if not p.exists():
+        raise UsageError(f"no such run or baseline file: {p}")
+    try:
+        rows = read_rows(p)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"{p}: {e}") from None
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or "model" not in r:
+            raise UsageError(f"{p}:{i + 1}: not a result row (no 'model')")
+    return rows
+
+
+def _index(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """Key → row; with duplicates (a re-measured case) the last row wins."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        out[join_key(r)] = r
+    return out
+
+
+def _num(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+# --------------------------------------------------------------------------------------- checks
+@dataclass
+class Check:
+    """One metric of one case.
+
+    verdict: same | within_noise | regression | improved | new_metric | inconclusive.
+    """
+
+    case: str
+    metric: str
+    baseline: float | str | None
+    new: float | str | None
+    verdict: str
+    change: float | None = None  # relative change (exact, noisy) or difference in points (accuracy)
+    rule: str = ""
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == "regression"
+
+
+@dataclass
+class Comparison:
+    baseline: str
+    run: str
+    checks: list[Check]
+    added: list[str]
+    missing: list[str]
+    compared_cases: int
+    fail_on_missing: bool = False
+
+    @property
+    def regressions(self) -> list[Check]:
+        return [c for c in self.checks if c.regression]
+
+    @property
+    def improvements(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict == "improved"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.regressions and not (self.fail_on_missing and self.missing)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def counts(self) -> dict[str, int]:
+        c: dict[str, int] = {}
+        for ch in self.checks:
+            c[ch.verdict] = c.get(ch.verdict, 0) + 1
+        return c
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": "ok" if self.ok else "regression",
+            "exit_code": self.exit_code,
+            "baseline": self.baseline,
+            "run": self.run,
+            "compared_cases": self.compared_cases,
+            "counts": self.counts(),
+            "regressions": [asdict(c) for c in self.regressions],
+            "checks": [asdict(c) for c in self.checks],
+            "added": self.added,
+            "missing": self.missing,
+        }
+
+
+def _busy(row: dict[str, Any]) -> str | None:
+    """'measured on a busy machine (...)' when the row's 1-min load average exceeds BUSY_LOAD × threads."""
+    load = _num(row.get("loadavg_1m"))
+    if load is None or str(row.get("device") or "cpu") != "cpu":
+        return None
+    threads = _num(row.get("threads")) or float(os.cpu_count() or 1)
+    if load > BUSY_LOAD * threads:
+        return f"measured on a busy machine (load {load:.1f} on {threads:g} threads)"
+    return None
+
+
+def _check_metric(
+    case: str, metric: str, b: dict, n: dict, tol: Tolerances, ignore_load: bool = False
+) -> Check | None:
+    bv, nv = _num(b.get(metric)), _num(n.get(metric))
+    if bv is None and nv is None:
+        return None
+    if bv is None:
+        return Check(case, metric, None, nv, "new_metric", rule="not in the baseline")
+    if nv is None:
+        return Check(case, metric, bv, None, "regression", rule="measured in the baseline, missing now")
+    device = str(n.get("device") or b.get("device") or "cpu")
+    t = tol.for_metric(metric, device)
+    if metric in EXACT_METRICS:
+        rel = (nv - bv) / abs(bv) if bv else (0.0 if nv == bv else math.inf)
+        verdict = "same" if abs(rel) <= t else "regression"
+        return Check(case, metric, bv, nv, verdict, rel, f"|Δ| ≤ {100 * t:g} %")
+    if metric in ACCURACY_METRICS:
+        d = nv - bv
+        verdict = "same" if abs(d) <= t + 1e-12 else ("regression" if d < 0 else "improved")
+        return Check(case, metric, bv, nv, verdict, d, f"|Δ| ≤ {t:g} points")
+    # noisy: beyond the tolerance band AND beyond the combined spread of the two runs
+    iqr_col = NOISY_METRICS.get(metric)
+    spread = 0.0
+    if iqr_col:
+        spread = (_num(b.get(iqr_col)) or 0.0) + (_num(n.get(iqr_col)) or 0.0)
+    rel = (nv - bv) / bv if bv else None
+    rule = f"regression if new > base×{1 + t:g} and new − base > IQRs {spread:.3g}"
+    if nv > bv * (1 + t) and nv - bv > spread:
+        verdict = "regression"
+        busy = _busy(n) if metric in LOAD_SENSITIVE and not ignore_load else None
+        if busy:
+            verdict, rule = "inconclusive", f"would be a regression, but {busy}"
+    elif nv < bv / (1 + t) and bv - nv > spread:
+        verdict = "improved"
+    else:
+        verdict = "within_noise"
+    return Check(case, metric, bv, nv, verdict, rel, rule)
+
+
+def compare_rows(
+    baseline: list[dict[str, Any]],
+    new: list[dict[str, Any]],
+    *,
+    metrics: tuple[str, ...] | None = None,
+    tolerances: Tolerances | None = None,
+    fail_on_missing: bool = False,
+    ignore_load: bool = False,
+    baseline_name: str = "baseline",
+    run_name: str = "run",
+) -> Comparison:
+    """Compare two lists of rows (see the module docstring for the rules)."""
+    metrics = metrics or ALL_METRICS
+    tol = tolerances or Tolerances()
+    bi, ni = _index(baseline), _index(new)
+    checks: list[Check] = []
+    compared = 0
+    for key, b in bi.items():
+        n = ni.get(key)
+        if n is None:
+            continue
+        compared += 1
+        label = key_label(key)
+        bst, nst = str(b.get("status") or "ok"), str(n.get("status") or "ok")
+        if bst == "ok" and nst != "ok":
+            err = (n.get("error") or "").splitlines()[0][:120] if n.get("error") else ""
+            checks.append(Check(label, "status", bst, nst, "regression", rule=err or "was ok"))
+            continue
+        if bst != "ok" and nst == "ok":
+            checks.append(Check(label, "status", bst, nst, "improved", rule="failed in the baseline"))
+            continue
+        if bst != "ok":
+            checks.append(Check(label, "status", bst, nst, "same", rule="not ok in either"))
+            continue
+        for m in metrics:
+            c = _check_metric(label, m, b, n, tol, ignore_load)
+            if c is not None:
+                checks.append(c)
+    added = [key_label(k) for k in ni if k not in bi]
+    missing = [key_label(k) for k in bi if k not in ni]
+    return Comparison(baseline_name, run_name, checks, added, missing, compared, fail_on_missing)
+
+
+def compare_runs(
+    baseline: list[dict[str, Any]],
+    runs: list[list[dict[str, Any]]],
+    *,
+    run_names: list[str] | None = None,
+    **kw: Any,
+) -> Comparison:
+    """Compare several runs of the same cases with one baseline ("best of N" for noisy metrics).
+
+    Each run is compared on its own (:func:`compare_rows`), then per case and metric: a noisy
+    metric (latency, memory) is a regression only if it is one in **every** run that has the
+    case (the verdict shown is the best run's, i.e. the lowest value); any other metric (params,
+    FLOPs, accuracy, status) is a regression if it is one in **any** run. Added: in some run, not
+    in the baseline; missing: in the baseline, in no run. With one run this is compare_rows.
+    """
+    if not runs:
+        raise ValueError("compare_runs needs at least one run")
+    names = run_names or [f"run {i + 1}" for i in range(len(runs))]
+    cmps = [compare_rows(baseline, r, run_name=n, **kw) for r, n in zip(runs, names)]
+    if len(cmps) == 1:
+        return cmps[0]
+    grouped: dict[tuple[str, str], list[Check]] = {}
+    for c in cmps:
+        for ch in c.checks:
+            grouped.setdefault((ch.case, ch.metric), []).append(ch)
+    checks = []
+    for (_, metric), chs in grouped.items():
+        regs = [c for c in chs if c.regression]
+        if metric in NOISY_METRICS:
+            pool = [c for c in chs if not c.regression] or regs
+            best = min(pool, key=lambda c: c.new if isinstance(c.new, (int, float)) else math.inf)
+            if len(chs) > 1:
+                best = Check(**{**asdict(best), "rule": best.rule + f" (best of {len(chs)} runs)"})
+            checks.append(best)
+        else:
+            checks.append(regs[0] if regs else chs[0])
+    added = list(dict.fromkeys(a for c in cmps for a in c.added))
+    missing = [m for m in cmps[0].missing if all(m in c.missing for c in cmps)]
+    return Comparison(
+        cmps[0].baseline,
+        " + ".join(names),
+        checks,
+        added,
+        missing,
+        max(c.compared_cases for c in cmps),
+        cmps[0].fail_on_missing,
+    )
+
+
+# ------------------------------------------------------------------------------------- rendering
+def _fmt_val(metric: str, v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    if metric == "params":
+        return f"{v / 1e6:.4f} M"
+    if metric == "gflops":
+        return f"{v:.4f} G"
+    if metric == "latency_ms_median":
+        return f"{v:.2f} ms"
+    if metric == "peak_mem_mb":
+        return f"{v:.1f} MiB"
+    return f"{v:.2f}"
+
+
+def _fmt_change(c: Check) -> str:
+    if c.change is None:
+        return ""
+    if c.metric in ACCURACY_METRICS:
+        return f"{c.change:+.2f} pt"
+    if math.isinf(c.change):
+        return "inf"
+    return f"{100 * c.change:+.2f} %"
+
+
+def render_comparison(cmp: Comparison, fmt: str = "markdown", *, show_all: bool = False) -> str:
+    """Markdown (regressions, improvements, added/missing; every check with ``show_all``) or JSON."""
+    if fmt == "json":
+        return json.dumps(cmp.to_dict(), indent=1) + "\n"
+    counts = cmp.counts()
+    verdict = "**OK**" if cmp.ok else "**REGRESSION**"
+    lines = [
+        f"# Comparison: {cmp.run} against {cmp.baseline}\n",
+        f"{verdict}: {cmp.compared_cases} cases compared, "
+        + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(counts.items()))
+        + (f"; {len(cmp.added)} added" if cmp.added else "")
+        + (f"; {len(cmp.missing)} missing" if cmp.missing else "")
+        + ".\n",
+    ]
+
+    def table(title: str, rows: list[Check]) -> None:
+        if not rows:
+            return
+        lines.append(f"## {title}\n")
+        lines.append("| case | metric | baseline | new | change | verdict | rule |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for c in rows:
+            lines.append(
+                f"| {c.case} | {c.metric} | {_fmt_val(c.metric, c.baseline)} | {_fmt_val(c.metric, c.new)} "
+                f"| {_fmt_change(c)} | {c.verdict.replace('_', ' ')} | {c.rule} |"
+            )
+        lines.append("")
+
+    table("Regressions", cmp.regressions)
+    table("Inconclusive (not counted as regressions)", [c for c in cmp.checks if c.verdict == "inconclusive"])
+    table("Improvements", cmp.improvements)
+    if show_all:
+        table(
+            "All checks",
+            [c for c in cmp.checks if c.verdict not in ("regression", "improved", "inconclusive")],
+        )
+    if cmp.missing:
+        lines.append(
+            "## Missing (in the baseline, not in this run)"
+            + (" — counted as regressions" if cmp.fail_on_missing else "")
+            + "\n"
+        )
+        lines.extend(f"- {k}" for k in cmp.missing)
+        lines.append("")
+    if cmp.added:
+        lines.append("## Added (in this run, not in the baseline)\n")
+        lines.extend(f"- {k}" for k in cmp.added)
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- baselines
+def baseline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a baseline keeps: ok rows only (last per case), volatile fields stripped."""
+    out = []
+    for r in _index(rows).values():
+        if (r.get("status") or "ok") != "ok":
+            continue
+        out.append({k: v for k, v in r.items() if k not in VOLATILE_FIELDS})
+    return out
+
+
+def write_baseline(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, p)
+    return p
+
+
+def baseline_path(baselines_dir: str | os.PathLike, suite: str, device: str = "cpu") -> Path:
+    """``<dir>/<suite>.jsonl`` for CPU baselines, ``<dir>/<suite>-cuda.jsonl`` for GPU ones."""
+    return Path(baselines_dir) / (f"{suite}.jsonl" if device == "cpu" else f"{suite}-{device}.jsonl")
+
+
+def _suite_of(rows: list[dict[str, Any]], path: Path) -> str | None:
+    names = {r.get("suite") for r in rows if r.get("suite")}
+    if len(names) == 1:
+        return names.pop()
+    if path.is_file() and path.suffix == ".jsonl" and path.name != "rows.jsonl":
+        return path.stem.removesuffix("-cuda")
+    return None
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def register(app) -> None:
+    """Add ``compare`` and ``baseline update`` to the pacabench CLI."""
+
+    @app.command("compare")
+    def compare_cmd(
+        baseline: Path = typer.Argument(
+            ..., help="Baseline: a committed .jsonl (results/baselines/) or a run folder."
+        ),
+        run: list[Path] | None = typer.Argument(
+            None,
+            metavar="[RUN]...",
+            help="Run folder(s) or rows .jsonl (default: latest run of the baseline's suite). With several "
+            "runs of the same cases, a latency/memory regression must show in every one (best of N).",
+        ),
+        metrics: list[str] | None = typer.Option(
+            None,
+            "--metrics",
+            "-m",
+            help="Comma list: params, flops, latency, memory, accuracy, or column names.",
+        ),
+        tolerance: list[str] | None = typer.Option(
+            None,
+            "--tolerance",
+            "-t",
+            help="NAME=VALUE (repeatable): latency=0.5 memory=0.1 (relative), accuracy=0.1 (points), "
+            "flops=0.001 (relative); a bare number sets latency and memory.",
+        ),
+        fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | json"),
+        fail_on_missing: bool = typer.Option(
+            False, "--fail-on-missing", help="A case of the baseline missing from the run is a regression."
+        ),
+        ignore_load: bool = typer.Option(
+            False, "--ignore-load", help="Judge CPU latency even when it was measured on a busy machine."
+        ),
+        show_all: bool = typer.Option(
+            False, "--all", help="List every check, not only regressions/improvements."
+        ),
+        results_dir: Path = typer.Option(
+            Path("results"), "--results-dir", help="Where to find the latest run."
+        ),
+    ):
+        """Check a run against a baseline: exit 1 on any regression, 0 otherwise, 2 on bad input.
+
+        Params and FLOPs must match to 0.1 %; accuracy within 0.1 points; latency and memory are
+        a regression only when the new median exceeds baseline × (1 + tolerance) AND the excess is
+        larger than the two runs' IQRs added (default tolerance: latency 0.5 on CPU, 0.15 on CUDA;
+        memory 0.1). CPU latency measured on a busy machine (load > 1.5 × threads) is inconclusive.
+        """
+        from .results import latest_run
+
+        if fmt not in ("markdown", "json"):
+            raise UsageError(f"unknown --format '{fmt}' (markdown, json)")
+        cols = parse_metrics(metrics)
+        tol = parse_tolerances(tolerance)
+        base_rows = load_rows(baseline)
+        if not base_rows:
+            raise UsageError(f"{baseline}: no rows")
+        runs = list(run or [])
+        if not runs:
+            suite = _suite_of(base_rows, baseline)
+            latest = latest_run(results_dir, suite)
+            if latest is None:
+                raise UsageError(
+                    f"no run to compare under {results_dir}"
+                    + (f" for suite '{suite}'" if suite else "")
+                    + " (give RUN, or `pacabench run SUITE` first)"
+                )
+            runs = [latest]
+        cmp = compare_runs(
+            base_rows,
+            [load_rows(r) for r in runs],
+            run_names=[str(r) for r in runs],
+            metrics=cols,
+            tolerances=tol,
+            fail_on_missing=fail_on_missing,
+            ignore_load=ignore_load,
+            baseline_name=str(baseline),
+        )
+        sys.stdout.write(render_comparison(cmp, fmt, show_all=show_all))
+        if cmp.exit_code:
+            raise typer.Exit(cmp.exit_code)
+
+    baseline_app = typer.Typer(
+        help="Committed baselines under results/baselines/ (written only on request).", no_args_is_help=True
+    )
+
+    @baseline_app.command("update")
+    def baseline_update(
+        suite: str = typer.Argument(..., help="Suite name or file (e.g. smoke or suites/smoke.yaml)."),
+        run: Path | None = typer.Option(
+            None, "--run", help="Take the rows of this run (default: latest run)."
+        ),
+        measure: bool = typer.Option(False, "--measure", help="Run the suite first and take that run."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Write without asking."),
+        results_dir: Path = typer.Option(Path("results"), "--results-dir"),
+        baselines_dir: Path | None = typer.Option(
+            None, "--baselines-dir", help="Default: RESULTS_DIR/baselines."
+        ),
+        output: Path | None = typer.Option(
+            None, "--output", "-o", help="Baseline file (default: <suite>.jsonl)."
+        ),
+    ):
+        """Write results/baselines/<suite>.jsonl from an existing run, after showing the diff.
+
+        Nothing is measured unless --measure is given: the latest run of the suite (or --run) is
+        compared against the current baseline, the comparison is shown, and the file is written
+        after confirmation (--yes to skip). Only ok rows are kept; run id, timestamps, load
+        average and wall time are stripped so the file changes only when a number does.
+        """
+        from .results import latest_run
+
+        name = suite
+        sp = Path(suite)
+        if sp.suffix in (".yaml", ".yml") or sp.exists():
+            from .suite import load_suite
+
+            s = load_suite(sp)
+            name = s.name
+        if measure:
+            if run is not None:
+                raise UsageError("--measure and --run are exclusive")
+            from . import cli
+
+            suite_file = sp if sp.suffix in (".yaml", ".yml") else Path("suites") / f"{name}.yaml"
+            if not suite_file.exists():
+                raise UsageError(f"--measure needs the suite file; {suite_file} does not exist")
+            argv = ["run", str(suite_file), "--results-dir", str(results_dir), "--no-report"]
+            if not sys.stderr.isatty():
+                argv.append("--no-progress")
+            rc = cli.main(argv)
+            if rc != 0:
+                raise typer.Exit(rc)
+        if run is None:
+            run = latest_run(results_dir, name)
+            if run is None:
+                raise UsageError(
+                    f"no run of suite '{name}' under {results_dir} (`pacabench run suites/{name}.yaml`, "
+                    "or --run RUN, or --measure)"
+                )
+        rows = load_rows(run)
+        keep = baseline_rows(rows)
+        if not keep:
+            raise UsageError(f"{run}: no ok rows to make a baseline from")
+        dropped = [
+            key_label(join_key(r)) + f" ({r.get('status')})"
+            for r in _index(rows).values()
+            if (r.get("status") or "ok") != "ok"
+        ]
+        devices = {str(r.get("device") or "cpu") for r in keep}
+        device = "cpu" if devices == {"cpu"} else sorted(devices - {"cpu"})[0]
+        bdir = baselines_dir or (results_dir / "baselines")
+        target = output or baseline_path(bdir, name, device)
+        err = typer.echo
+        if target.exists():
+            cmp = compare_rows(load_rows(target), keep, baseline_name=str(target), run_name=str(run))
+            sys.stdout.write(render_comparison(cmp, "markdown"))
+        else:
+            err(f"{target} does not exist yet: it will hold {len(keep)} rows from {run}.")
+        if dropped:
+            err("not kept (not ok): " + "; ".join(dropped), err=True)
+        busy = sorted({b for b in (_busy(r) for r in _index(rows).values()) if b})
+        if busy and any(_num(r.get("latency_ms_median")) for r in keep):
+            err(
+                f"warning: latency was {busy[-1]}: a baseline from a loaded machine hides latency "
+                "regressions; consider re-measuring when the machine is idle",
+                err=True,
+            )
+        if not yes:
+            try:
+                ok = typer.confirm(f"Write {len(keep)} rows to {target}?", default=False)
+            except typer.Abort:  # no answer (stdin closed)
+                ok = False
+            if not ok:
+                err(f"{target} not written (pass --yes to write without asking)", err=True)
+                raise typer.Exit(1)
+        write_baseline(keep, target)
+        err(f"wrote {target} ({len(keep)} rows from {run})")
+
+    app.add_typer(baseline_app, name="baseline")

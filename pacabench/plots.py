@@ -1,0 +1,252 @@
+"""Figures of a run (matplotlib, Agg; no pyplot state, so safe headless and in tests).
+
+* For each cost metric (GFLOPs, latency, peak memory): cost against the number of tokens,
+  log–log, one line per model (× batch/dtype/device where those vary in the run); a case that
+  ran out of memory or failed is marked with an × at the top of the plot, at its resolution.
+  On log–log axes a straight line's slope is the complexity exponent (1 linear, 2 quadratic).
+* When the run holds accuracy rows: accuracy against latency (the latency of the same model at
+  the same resolution from the run's cost rows).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
+from matplotlib.transforms import blended_transform_factory
+
+__all__ = [
+    "COST_METRICS",
+    "ACCURACY_COLUMNS",
+    "cost_figure",
+    "accuracy_latency_figure",
+    "make_figures",
+    "write_plots",
+    "figure_png",
+]
+
+# column -> (axis label with unit, file stem)
+COST_METRICS: dict[str, tuple[str, str]] = {
+    "gflops": ("GFLOPs (1 MAC = 1 FLOP, batch 1)", "gflops_vs_resolution"),
+    "latency_ms_median": ("Latency, median (ms per batch)", "latency_vs_resolution"),
+    "peak_mem_mb": ("Peak memory (MiB)", "memory_vs_resolution"),
+}
+# task -> (column, axis label)
+ACCURACY_COLUMNS: dict[str, tuple[str, str]] = {
+    "imagenet": ("top1", "ImageNet top-1 accuracy (%)"),
+    "ade20k": ("miou", "ADE20k mIoU (%)"),
+    "coco": ("bbox_ap", "COCO box AP"),
+}
+_FAILED = ("oom", "error")
+_TOKENS_LABEL = "Tokens at stride 4, (H/4)·(W/4) — log scale; ticks show the input size"
+
+
+def _isnum(v: Any) -> bool:
+    return v is not None and not isinstance(v, (str, bool)) and not (isinstance(v, float) and math.isnan(v))
+
+
+def _res_label(r) -> str:
+    if isinstance(r, (list, tuple)) and len(r) == 2:
+        return str(r[0]) if r[0] == r[1] else f"{r[0]}×{r[1]}"
+    return str(r)
+
+
+def _tokens(r) -> int | None:
+    if isinstance(r, (list, tuple)) and len(r) == 2:
+        return (int(r[0]) // 4) * (int(r[1]) // 4)
+    return None
+
+
+def _cost(df: pd.DataFrame) -> pd.DataFrame:
+    if "task" in df.columns:
+        df = df[df["task"].fillna("cost") == "cost"]
+    return df
+
+
+def _group_cols(df: pd.DataFrame) -> list[str]:
+    cols = ["model"]
+    for c in ("batch_size", "dtype", "device", "channels_last", "compile"):
+        if c in df.columns and df[c].astype(str).nunique() > 1:
+            cols.append(c)
+    return cols
+
+
+def _group_label(cols: list[str], key: tuple) -> str:
+    parts = [str(key[0])]
+    for c, v in zip(cols[1:], key[1:]):
+        if c == "batch_size":
+            parts.append(f"b{v}")
+        elif c in ("channels_last", "compile"):
+            if v:
+                parts.append(c)
+        else:
+            parts.append(str(v))
+    return parts[0] + (f" ({' '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+def _plain_log_labels(ax) -> None:
+    """Plain numbers on the log y axis (0.5, 2, 10 rather than 10^-1), minor ticks labelled too
+    when the data span two decades or less (otherwise a short axis shows a single label)."""
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    lo, hi = ax.get_ylim()
+    if lo > 0 and hi / lo <= 100:
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(fmt)
+
+
+def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
+    """Cost against tokens, log–log, one line per model; None if the run has no such values."""
+    if metric not in COST_METRICS:
+        raise ValueError(f"unknown cost metric '{metric}' ({', '.join(COST_METRICS)})")
+    d = _cost(df)
+    if d.empty or metric not in d.columns or not d[metric].map(_isnum).any():
+        return None
+    d = d.copy()
+    d["_tok"] = d["resolution"].map(_tokens)
+    d = d[d["_tok"].notna()]
+    cols = _group_cols(d)
+    fig = Figure(figsize=(9.0, 4.8), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    ticks: dict[int, str] = {}
+    any_failed = False
+    for key, g in d.groupby(cols, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.sort_values("_tok")
+        ok = g[(g["status"] == "ok") & g[metric].map(_isnum)]
+        (line,) = ax.plot(
+            ok["_tok"].astype(float),
+            ok[metric].astype(float),
+            marker="o",
+            ms=4,
+            label=_group_label(cols, key),
+        )
+        for t, r in zip(g["_tok"], g["resolution"]):
+            ticks.setdefault(int(t), _res_label(r))
+        failed = g[g["status"].isin(_FAILED)]
+        if not failed.empty:
+            any_failed = True
+            ax.plot(
+                failed["_tok"].astype(float),
+                [0.95] * len(failed),
+                transform=top,
+                linestyle="none",
+                marker="x",
+                ms=9,
+                mew=2,
+                color=line.get_color(),
+            )
+    if any_failed:
+        ax.plot(
+            [], [], linestyle="none", marker="x", ms=8, mew=2, color="0.3", label="× oom / error (no value)"
+        )
+    if ticks:
+        xs = sorted(ticks)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([ticks[t] for t in xs], rotation=0 if len(xs) < 7 else 45)
+        ax.minorticks_off()
+        if len(xs) == 1:
+            ax.set_xlim(xs[0] / 1.5, xs[0] * 1.5)
+    _plain_log_labels(ax)
+    title, _ = COST_METRICS[metric]
+    ax.set_xlabel(_TOKENS_LABEL)
+    ax.set_ylabel(title)
+    ax.set_title(f"{title.split(' (')[0]} against resolution (log–log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    return fig
+
+
+def _accuracy_points(df: pd.DataFrame, task: str) -> list[dict[str, Any]]:
+    col, _ = ACCURACY_COLUMNS[task]
+    if "task" not in df.columns or col not in df.columns:
+        return []
+    acc = df[(df["task"] == task) & (df["status"] == "ok")]
+    cost = _cost(df)
+    cost = cost[(cost["status"] == "ok") & cost["latency_ms_median"].map(_isnum)]
+    pts = []
+    for r in acc.to_dict("records"):
+        if not _isnum(r.get(col)):
+            continue
+        want = [int(v) for v in r["resolution"]]
+        same = cost[(cost["model"] == r["model"]) & cost["resolution"].map(lambda x, w=want: list(x) == w)]
+        if same.empty:
+            continue
+        best = same.sort_values("batch_size").iloc[0]
+        pts.append(
+            {
+                "model": r["model"],
+                "accuracy": float(r[col]),
+                "latency": float(best["latency_ms_median"]),
+                "batch_size": int(best["batch_size"]),
+                "device": str(best.get("device") or ""),
+                "resolution": _res_label(r["resolution"]),
+            }
+        )
+    return pts
+
+
+def accuracy_latency_figure(df: pd.DataFrame, task: str) -> Figure | None:
+    """Accuracy of ``task`` against latency at the same resolution; None without such pairs."""
+    pts = _accuracy_points(df, task)
+    if not pts:
+        return None
+    _, ylabel = ACCURACY_COLUMNS[task]
+    fig = Figure(figsize=(6.5, 4.5), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    for p in pts:
+        ax.scatter([p["latency"]], [p["accuracy"]], s=30)
+        ax.annotate(
+            p["model"], (p["latency"], p["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7
+        )
+    bs = {p["batch_size"] for p in pts}
+    devs = ", ".join(sorted({p["device"] for p in pts if p["device"]}))
+    per = "image" if bs == {1} else "batch"
+    ax.set_xlabel(f"Latency, median (ms per {per}{', ' + devs if devs else ''})")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{ylabel.split(' (')[0]} against latency")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def make_figures(df: pd.DataFrame) -> dict[str, Figure]:
+    """File stem -> figure, for every plot this run supports."""
+    figs: dict[str, Figure] = {}
+    for metric, (_, stem) in COST_METRICS.items():
+        fig = cost_figure(df, metric)
+        if fig is not None:
+            figs[stem] = fig
+    for task in ACCURACY_COLUMNS:
+        fig = accuracy_latency_figure(df, task)
+        if fig is not None:
+            figs[f"{task}_accuracy_vs_latency"] = fig
+    return figs
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def write_plots(df: pd.DataFrame, outdir: str | os.PathLike, dpi: int = 110) -> list[Path]:
+    """Write every figure as ``<outdir>/<stem>.png``; returns the paths."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, fig in make_figures(df).items():
+        p = out / f"{stem}.png"
+        fig.savefig(p, format="png", dpi=dpi)
+        paths.append(p)
+    return paths
