@@ -319,6 +319,10 @@ def parse_suite(text: str, filename: str = "<suite>") -> Suite:
     name = data.get("name") or Path(filename).stem
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         fail(("name",), f"name must be letters, digits, '-' or '_', got {name!r}")
+    if name == "baselines":
+        fail(
+            ("name",), "the suite name 'baselines' is reserved (results/baselines holds committed baselines)"
+        )
 
     def resolutions(value, path) -> list[tuple[int, int]]:
         if not isinstance(value, list) or not value:

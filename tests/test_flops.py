@@ -119,3 +119,12 @@ def test_linear_closed_form():
     lin = 4 * 8 * 8 * 10
     assert rec.gflops * 1e9 == pytest.approx(conv + lin)
     assert not math.isnan(rec.uncounted_share)
+
+
+def test_same_padding_conv_is_counted_like_integer_padding():
+    same = nn.Conv2d(3, 6, 7, padding="same", groups=3)
+    explicit = nn.Conv2d(3, 6, 7, padding=3, groups=3)
+    a = count_flops(same, 16)
+    b = count_flops(explicit, 16)
+    assert a.gflops == b.gflops == pytest.approx(16 * 16 * 6 * 1 * 49 / 1e9)
+    assert "aten::_convolution_mode" not in a.uncounted_ops

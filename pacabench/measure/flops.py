@@ -5,7 +5,8 @@ reported in the ``gflops`` field as "GFLOPs (1 MAC = 1 FLOP)". Batch 1, eval mod
 
 fvcore has no handle for ``aten::scaled_dot_product_attention`` (timm's fused attention, and
 our PaCa-ViT / PVT v1) nor ``aten::_native_multi_head_attention`` and silently drops them, so
-attention-heavy models look cheaper, more so at high resolution. We register one handle per op
+attention-heavy models look cheaper, more so at high resolution. (It also drops convolutions
+with ``padding="same"``, ``aten::_convolution_mode``.) We register one handle per op
 (fvcore's style: the handle gets the traced op's inputs and outputs). Element-wise ops that
 the convention leaves out (add, GELU, softmax, ...) are still not counted, but each row says
 which ops were left out and what share of the total they could represent at most (one FLOP
@@ -32,6 +33,7 @@ __all__ = [
     "native_mha_flop_jit",
     "ATTENTION_HANDLES",
     "count_params",
+    "conv_mode_flop_jit",
 ]
 
 
@@ -71,6 +73,17 @@ def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     L, E = q[-2], q[-1]
     S = k[-2]
     return batch * (2 * L * E * E + 2 * S * E * E + 2 * L * S * E)
+
+
+def conv_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """``_convolution_mode(x, w, b, stride, padding: str, dilation, groups)`` — a convolution with
+    ``padding="same"``/``"valid"``, which fvcore does not know and drops. MACs = output elements ×
+    (C_in / groups) × kernel area, as fvcore counts ``aten::_convolution``.
+    """
+    w = _shape(inputs[1])
+    out = _shape(outputs[0])
+    assert w is not None and out is not None
+    return math.prod(out) * math.prod(w[1:])
 
 
 ATTENTION_HANDLES = {
@@ -180,6 +193,7 @@ def flop_count_analysis(model: nn.Module, inputs: torch.Tensor | tuple, *, atten
     fca = FlopCountAnalysis(model, inputs)
     if attention:
         fca.set_op_handle(**ATTENTION_HANDLES)
+        fca.set_op_handle(**{"aten::_convolution_mode": conv_mode_flop_jit})
     fca.unsupported_ops_warnings(False)
     fca.uncalled_modules_warnings(False)
     fca.tracer_warnings("none")
