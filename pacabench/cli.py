@@ -47,16 +47,10 @@ def run(
     suite: Path = typer.Argument(..., help="Suite YAML file, e.g. suites/resolution_scaling.yaml"),
     resume: bool = typer.Option(False, "--resume", help="Finish the latest (interrupted) run of this suite."),
     resume_from: Path | None = typer.Option(None, "--resume-from", help="Finish this run folder."),
-    device: str | None = typer.Option(
-        None, "--device", help="Override the suite's device: auto, cpu, cuda."
-    ),
-    isolate: bool | None = typer.Option(
-        None, "--isolate/--no-isolate", help="Each case in its own process."
-    ),
+    device: str | None = typer.Option(None, "--device", help="Override the suite's device: auto, cpu, cuda."),
+    isolate: bool | None = typer.Option(None, "--isolate/--no-isolate", help="Each case in its own process."),
     results_dir: Path = typer.Option(Path(DEFAULT_RESULTS), "--results-dir", help="Where run folders go."),
-    run_id: str | None = typer.Option(
-        None, "--run-id", help="Name of the run folder (default: timestamp)."
-    ),
+    run_id: str | None = typer.Option(None, "--run-id", help="Name of the run folder (default: timestamp)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the markdown report at the end."),
 ):

@@ -106,8 +106,20 @@ def test_metrics_match_confusion_matrix(ade, seg_ckpt, tmp_path, mode):
     ckpt, _ = seg_ckpt
     preds = tmp_path / "pred"
     per_class = tmp_path / "per_class.csv"
-    r = evaluate_ade20k(BACKBONE, ade, head="upernet", checkpoint=ckpt, mode=mode, num_classes=NCLS, scale=SCALE,
-                        crop_size=48, stride=32, workers=0, save_predictions=preds, per_class=per_class)
+    r = evaluate_ade20k(
+        BACKBONE,
+        ade,
+        head="upernet",
+        checkpoint=ckpt,
+        mode=mode,
+        num_classes=NCLS,
+        scale=SCALE,
+        crop_size=48,
+        stride=32,
+        workers=0,
+        save_predictions=preds,
+        per_class=per_class,
+    )
     assert r["num_images"] == len(SIZES) and r["skipped_images"] == 0
     miou, macc, aacc, iou = confusion_metrics(preds, ade, NCLS)
     assert len(set(np.concatenate([np.unique(np.array(Image.open(p))) for p in preds.glob("*.png")]))) > 1
@@ -122,7 +134,9 @@ def test_metrics_match_confusion_matrix(ade, seg_ckpt, tmp_path, mode):
 def test_class_absent_everywhere_leaves_the_mean(ade, tmp_path):
     """A 150-class head on data using 6 classes: mIoU averages only classes seen or predicted."""
     preds = tmp_path / "pred"
-    r = evaluate_ade20k(BACKBONE, ade, head="upernet", scale=SCALE, workers=0, limit=2, save_predictions=preds)
+    r = evaluate_ade20k(
+        BACKBONE, ade, head="upernet", scale=SCALE, workers=0, limit=2, save_predictions=preds
+    )
     assert len(r["per_class_iou"]) == 150
     present = [i for i, v in enumerate(r["per_class_iou"]) if v is not None]
     assert 0 < len(present) < 150 and r["classes_evaluated"] == len(present)
@@ -169,10 +183,17 @@ def test_upernet_checkpoint_with_auxiliary_head(tmp_path):
     torch.manual_seed(0)
     seg = create_segmentor(BACKBONE, "upernet", num_classes=NCLS)
     keys = set(seg.state_dict())
-    for k in ("decode_head.psp_modules.0.1.conv.weight", "decode_head.psp_modules.3.1.bn.running_var",
-              "decode_head.bottleneck.conv.weight", "decode_head.lateral_convs.2.bn.weight",
-              "decode_head.fpn_convs.0.conv.weight", "decode_head.fpn_bottleneck.bn.num_batches_tracked",
-              "decode_head.conv_seg.bias", "auxiliary_head.convs.0.conv.weight", "auxiliary_head.conv_seg.weight"):
+    for k in (
+        "decode_head.psp_modules.0.1.conv.weight",
+        "decode_head.psp_modules.3.1.bn.running_var",
+        "decode_head.bottleneck.conv.weight",
+        "decode_head.lateral_convs.2.bn.weight",
+        "decode_head.fpn_convs.0.conv.weight",
+        "decode_head.fpn_bottleneck.bn.num_batches_tracked",
+        "decode_head.conv_seg.bias",
+        "auxiliary_head.convs.0.conv.weight",
+        "auxiliary_head.conv_seg.weight",
+    ):
         assert k in keys, k
     assert not any(k.endswith(".conv.bias") for k in keys if not k.startswith("backbone."))
     # reload the heads through the mmseg key mapping (backbone from the same model)
@@ -189,11 +210,18 @@ def test_upernet_checkpoint_with_auxiliary_head(tmp_path):
         assert torch.equal(v, again.auxiliary_head.state_dict()[k])
     # the PaCa head ignores an auxiliary head
     paca = create_segmentor(BACKBONE, "paca", num_classes=NCLS)
-    sd2 = {**bb, **{k: v for k, v in paca.state_dict().items() if not k.startswith("backbone.")},
-           **{k: v for k, v in sd.items() if k.startswith("auxiliary_head.")}}
+    sd2 = {
+        **bb,
+        **{k: v for k, v in paca.state_dict().items() if not k.startswith("backbone.")},
+        **{k: v for k, v in sd.items() if k.startswith("auxiliary_head.")},
+    }
     torch.save(sd2, tmp_path / "paca_aux.pth")
-    assert create_segmentor(BACKBONE, "paca", num_classes=NCLS,
-                            checkpoint=tmp_path / "paca_aux.pth").load_report.auxiliary_head == "ignored"
+    assert (
+        create_segmentor(
+            BACKBONE, "paca", num_classes=NCLS, checkpoint=tmp_path / "paca_aux.pth"
+        ).load_report.auxiliary_head
+        == "ignored"
+    )
 
 
 def test_paca_head_computes_what_the_doc_says():
@@ -223,13 +251,16 @@ def test_paca_head_computes_what_the_doc_says():
         return torch.relu(y)
 
     with torch.no_grad():
-        up = [torch.nn.functional.interpolate(cbr(c, f), size=(16, 20), mode="bilinear", align_corners=False)
-              for c, f in zip(head.convs, feats, strict=True)]
+        up = [
+            torch.nn.functional.interpolate(cbr(c, f), size=(16, 20), mode="bilinear", align_corners=False)
+            for c, f in zip(head.convs, feats, strict=True)
+        ]
         x = torch.cat(up, 1)  # B 64 16 20
         tok = x.flatten(2).transpose(1, 2)  # B N 64
         q = cbr(head.q[0], x).flatten(2).transpose(1, 2)
-        logits = torch.nn.functional.conv2d(cbr(head.clustering[0], x), head.clustering[1].weight,
-                                            head.clustering[1].bias).flatten(2)  # B M N
+        logits = torch.nn.functional.conv2d(
+            cbr(head.clustering[0], x), head.clustering[1].weight, head.clustering[1].bias
+        ).flatten(2)  # B M N
         z = torch.softmax(logits, dim=2) @ tok
         attn = torch.softmax(q @ kv(head.k, z).transpose(1, 2), dim=2)
         out = (attn @ kv(head.v, z)).transpose(1, 2).reshape(2, 16, 16, 20)
@@ -249,9 +280,15 @@ def test_head_shapes_and_parameter_counts():
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     # by hand: 4 lateral 1x1 (992*256) + q, clustering (1024*256 + 256*150+150), k, v (1024*256+256),
     # proj 256*256, conv_seg 256*150+150, and the BN affine pairs
-    assert n(paca) == 992 * 256 + 2 * 1024 * 256 + 2 * (1024 * 256 + 256) + 256 * 256 + 2 * (256 * 150 + 150) + (
-        4 + 1 + 1 + 2 + 1
-    ) * 512
+    assert (
+        n(paca)
+        == 992 * 256
+        + 2 * 1024 * 256
+        + 2 * (1024 * 256 + 256)
+        + 256 * 256
+        + 2 * (256 * 150 + 150)
+        + (4 + 1 + 1 + 2 + 1) * 512
+    )
     assert n(uper) == 28_908_694
 
 
@@ -320,10 +357,31 @@ def test_cli_json(ade, seg_ckpt, tmp_path):
     from pacabench.eval.cli import eval_app
 
     ckpt, _ = seg_ckpt
-    res = CliRunner().invoke(eval_app, ["ade20k", "--model", BACKBONE, "--head", "upernet", "--data", str(ade),
-                                        "--checkpoint", str(ckpt), "--num-classes", str(NCLS), "--scale", "128x48",
-                                        "--workers", "0", "--limit", "2", "--json",
-                                        "--save-predictions", str(tmp_path / "p")])
+    res = CliRunner().invoke(
+        eval_app,
+        [
+            "ade20k",
+            "--model",
+            BACKBONE,
+            "--head",
+            "upernet",
+            "--data",
+            str(ade),
+            "--checkpoint",
+            str(ckpt),
+            "--num-classes",
+            str(NCLS),
+            "--scale",
+            "128x48",
+            "--workers",
+            "0",
+            "--limit",
+            "2",
+            "--json",
+            "--save-predictions",
+            str(tmp_path / "p"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1

@@ -57,18 +57,39 @@ def make_ade(root: Path, n=5, ncls=6, seed=0) -> Path:
 
 
 def _imagenet_kwargs(d: Path, ckpt: Path, preds: Path) -> dict:
-    return dict(checkpoint=ckpt, num_classes=NUM_CLASSES, img_size=IMG, batch_size=2, workers=0,
-                save_predictions=preds, device="cpu")
+    return dict(
+        checkpoint=ckpt,
+        num_classes=NUM_CLASSES,
+        img_size=IMG,
+        batch_size=2,
+        workers=0,
+        save_predictions=preds,
+        device="cpu",
+    )
 
 
 def _ade_kwargs(preds: Path) -> dict:
-    return dict(head="upernet", num_classes=6, scale=(128, 48), mode="slide", crop_size=48, stride=32,
-                workers=0, save_predictions=preds, device="cpu")
+    return dict(
+        head="upernet",
+        num_classes=6,
+        scale=(128, 48),
+        mode="slide",
+        crop_size=48,
+        stride=32,
+        workers=0,
+        save_predictions=preds,
+        device="cpu",
+    )
 
 
 def _worker(rank: int, world: int, port: int, tmp: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     tmp_p = Path(tmp)
     try:
         torch.set_num_threads(1)
@@ -81,8 +102,9 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
         from pacabench.models.segmentation import create_segmentor
 
         seg = create_segmentor(MODEL, "upernet", num_classes=6, verbose=False)
-        r1 = evaluate_imagenet(MODEL, tmp_p / "imagenet", **_imagenet_kwargs(tmp_p, tmp_p / "w.pth",
-                                                                              tmp_p / "dist_preds.csv"))
+        r1 = evaluate_imagenet(
+            MODEL, tmp_p / "imagenet", **_imagenet_kwargs(tmp_p, tmp_p / "w.pth", tmp_p / "dist_preds.csv")
+        )
         r2 = evaluate_ade20k(MODEL, tmp_p / "ade", net=seg, **_ade_kwargs(tmp_p / "dist_png"))
         (tmp_p / f"rank{rank}.json").write_text(json.dumps({"imagenet": r1, "ade20k": r2}))
         cleanup(init_distributed())
@@ -116,7 +138,9 @@ def _single_process(tmp: Path) -> dict:
     try:
         torch.manual_seed(7)
         seg = create_segmentor(MODEL, "upernet", num_classes=6, verbose=False)
-        r1 = evaluate_imagenet(MODEL, tmp / "imagenet", **_imagenet_kwargs(tmp, tmp / "w.pth", tmp / "single.csv"))
+        r1 = evaluate_imagenet(
+            MODEL, tmp / "imagenet", **_imagenet_kwargs(tmp, tmp / "w.pth", tmp / "single.csv")
+        )
         r2 = evaluate_ade20k(MODEL, tmp / "ade", net=seg, **_ade_kwargs(tmp / "single_png"))
     finally:
         torch.set_num_threads(threads)
@@ -147,8 +171,10 @@ def test_two_gloo_processes_equal_single_process(data):
     res = [json.loads((data / f"rank{r}.json").read_text()) for r in range(2)]
 
     for r in res:
-        for task, keys in (("imagenet", ("top1", "top5", "num_images", "skipped_images")),
-                           ("ade20k", ("miou", "macc", "aacc", "num_images", "per_class_iou", "areas"))):
+        for task, keys in (
+            ("imagenet", ("top1", "top5", "num_images", "skipped_images")),
+            ("ade20k", ("miou", "macc", "aacc", "num_images", "per_class_iou", "areas")),
+        ):
             assert r[task]["world_size"] == 2
             for k in keys:
                 assert r[task][k] == single[task][k], (task, k)  # exactly, not approximately
@@ -168,13 +194,40 @@ def test_torchrun_cli_prints_one_json(data):
     """``torchrun --nproc-per-node 2 -m pacabench eval imagenet ... --json``: one object on stdout."""
     single = _single_process(data)
     port = _free_port()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-           "-m", "pacabench", "eval", "imagenet", "--model", MODEL, "--data", str(data / "imagenet"),
-           "--checkpoint", str(data / "w.pth"), "--num-classes", str(NUM_CLASSES), "--img-size", str(IMG),
-           "--batch-size", "2", "--workers", "0", "--device", "cpu", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        "-m",
+        "pacabench",
+        "eval",
+        "imagenet",
+        "--model",
+        MODEL,
+        "--data",
+        str(data / "imagenet"),
+        "--checkpoint",
+        str(data / "w.pth"),
+        "--num-classes",
+        str(NUM_CLASSES),
+        "--img-size",
+        str(IMG),
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env,
-                         cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=400, env=env, cwd=Path(__file__).resolve().parent.parent
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1, out.stdout

@@ -86,8 +86,16 @@ def test_imagefolder_matches_timm_pipeline(setup, tmp_path):
     base, folder, _, ckpt, m = setup
     preds_file = tmp_path / "preds.csv"
     # the root with train/ and val/ resolves to val/
-    r = evaluate_imagenet(MODEL, base / "imagenet", checkpoint=ckpt, num_classes=NUM_CLASSES, img_size=IMG,
-                          batch_size=4, workers=0, save_predictions=preds_file)
+    r = evaluate_imagenet(
+        MODEL,
+        base / "imagenet",
+        checkpoint=ckpt,
+        num_classes=NUM_CLASSES,
+        img_size=IMG,
+        batch_size=4,
+        workers=0,
+        save_predictions=preds_file,
+    )
     top, labels = independent_predictions(m, folder)
     assert len(set(top[:, 0].tolist())) > 1, "degenerate test: every image predicted the same class"
     exp1 = 100.0 * (top[:, 0] == labels).float().mean().item()
@@ -106,8 +114,16 @@ def test_imagefolder_matches_timm_pipeline(setup, tmp_path):
 
 def test_flat_layout_with_label_file(setup):
     base, folder, flat, ckpt, m = setup
-    r = evaluate_imagenet(MODEL, flat, labels=flat / "val.txt", checkpoint=ckpt, num_classes=NUM_CLASSES,
-                          img_size=IMG, batch_size=3, workers=1)
+    r = evaluate_imagenet(
+        MODEL,
+        flat,
+        labels=flat / "val.txt",
+        checkpoint=ckpt,
+        num_classes=NUM_CLASSES,
+        img_size=IMG,
+        batch_size=3,
+        workers=1,
+    )
     top, labels = independent_predictions(m, folder)
     assert r["layout"] == "labels" and r["num_images"] == 9
     assert r["top1"] == pytest.approx(100.0 * (top[:, 0] == labels).float().mean().item())
@@ -116,8 +132,17 @@ def test_flat_layout_with_label_file(setup):
 
 def test_overrides_reach_the_transform(setup):
     base, folder, _, ckpt, m = setup
-    r = evaluate_imagenet(MODEL, folder, checkpoint=ckpt, num_classes=NUM_CLASSES, img_size=(48, 64),
-                          crop_pct=1.0, interpolation="bilinear", workers=0, limit=4)
+    r = evaluate_imagenet(
+        MODEL,
+        folder,
+        checkpoint=ckpt,
+        num_classes=NUM_CLASSES,
+        img_size=(48, 64),
+        crop_pct=1.0,
+        interpolation="bilinear",
+        workers=0,
+        limit=4,
+    )
     assert r["num_images"] == 4
     assert r["data_config"]["input_size"] == [3, 48, 64]
     assert r["data_config"]["interpolation"] == "bilinear"
@@ -139,8 +164,9 @@ def test_corrupt_image_named_or_skipped(setup, tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
     with pytest.raises(UsageError, match="ILSVRC2012_val_broken.JPEG"):
         evaluate_imagenet(MODEL, root, checkpoint=ckpt, num_classes=NUM_CLASSES, img_size=IMG, workers=0)
-    r = evaluate_imagenet(MODEL, root, checkpoint=ckpt, num_classes=NUM_CLASSES, img_size=IMG, workers=1,
-                          skip_bad=True)
+    r = evaluate_imagenet(
+        MODEL, root, checkpoint=ckpt, num_classes=NUM_CLASSES, img_size=IMG, workers=1, skip_bad=True
+    )
     assert r["skipped_images"] == 1 and r["num_images"] == 9
     assert "ILSVRC2012_val_broken.JPEG" in r["skipped_files"][0]
 
@@ -151,8 +177,15 @@ def test_label_errors_name_the_line(setup, tmp_path):
     out_of_range = tmp_path / "range.txt"
     out_of_range.write_text("\n".join(lines[:4] + [lines[4].rsplit(" ", 1)[0] + f" {NUM_CLASSES}"]) + "\n")
     with pytest.raises(UsageError, match=r"range\.txt:5.*out of range|out of range.*range\.txt:5"):
-        evaluate_imagenet(MODEL, flat, labels=out_of_range, checkpoint=ckpt, num_classes=NUM_CLASSES,
-                          img_size=IMG, workers=0)
+        evaluate_imagenet(
+            MODEL,
+            flat,
+            labels=out_of_range,
+            checkpoint=ckpt,
+            num_classes=NUM_CLASSES,
+            img_size=IMG,
+            workers=0,
+        )
     malformed = tmp_path / "malformed.txt"
     malformed.write_text(lines[0] + "\n" + lines[1].replace(" ", "\t") + "\nonly_a_path.JPEG\n")
     with pytest.raises(UsageError, match=r"malformed\.txt:3"):
@@ -181,8 +214,17 @@ def test_missing_folder_and_flat_without_labels(setup, tmp_path):
 
 def test_bf16_autocast_runs(setup):
     _, folder, _, ckpt, _ = setup
-    r = evaluate_imagenet(MODEL, folder, checkpoint=ckpt, num_classes=NUM_CLASSES, img_size=IMG, workers=0,
-                          dtype="bf16", limit=3, channels_last=True)
+    r = evaluate_imagenet(
+        MODEL,
+        folder,
+        checkpoint=ckpt,
+        num_classes=NUM_CLASSES,
+        img_size=IMG,
+        workers=0,
+        dtype="bf16",
+        limit=3,
+        channels_last=True,
+    )
     assert r["num_images"] == 3 and r["dtype"] == "bf16"
 
 
@@ -192,9 +234,25 @@ def test_cli_json_is_one_object(setup):
     from pacabench.eval.cli import eval_app
 
     _, folder, _, ckpt, m = setup
-    res = CliRunner().invoke(eval_app, ["imagenet", "--model", MODEL, "--data", str(folder), "--checkpoint",
-                                        str(ckpt), "--num-classes", str(NUM_CLASSES), "--img-size", str(IMG),
-                                        "--workers", "0", "--json"])
+    res = CliRunner().invoke(
+        eval_app,
+        [
+            "imagenet",
+            "--model",
+            MODEL,
+            "--data",
+            str(folder),
+            "--checkpoint",
+            str(ckpt),
+            "--num-classes",
+            str(NUM_CLASSES),
+            "--img-size",
+            str(IMG),
+            "--workers",
+            "0",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1

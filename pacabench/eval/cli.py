@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import typer
 
-eval_app = typer.Typer(help="Accuracy on local datasets (ImageNet-1k, ADE20k, COCO); works under torchrun.",
-                       no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Accuracy on local datasets (ImageNet-1k, ADE20k, COCO); works under torchrun.", no_args_is_help=True
+)
 
 # --- commands are registered below by each evaluation module ---
 
@@ -33,8 +34,9 @@ def imagenet_command(
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
     num_classes: int = typer.Option(1000, "--num-classes", help="Classifier size of the checkpoint."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
-    save_predictions: str = typer.Option(None, "--save-predictions",
-                                         help="Per-image predictions: .csv, or JSON lines otherwise."),
+    save_predictions: str = typer.Option(
+        None, "--save-predictions", help="Per-image predictions: .csv, or JSON lines otherwise."
+    ),
 ) -> None:
     """ImageNet-1k top-1/top-5 (percent) with timm's validation preprocessing for the model."""
     from .common import parse_hw, run_command
@@ -42,12 +44,26 @@ def imagenet_command(
 
     hw = parse_hw(img_size, "--img-size")
     run_command(
-        evaluate_imagenet, as_json=json_out, title=f"ImageNet: {model}",
+        evaluate_imagenet,
+        as_json=json_out,
+        title=f"ImageNet: {model}",
         summary_keys=("top1", "top5", "num_images", "skipped_images", "throughput_img_s", "resolution"),
-        model=model, data=data, checkpoint=checkpoint, labels=labels, batch_size=batch_size, workers=workers,
-        dtype=dtype, img_size=hw[0] if hw and hw[0] == hw[1] else hw, crop_pct=crop_pct,
-        interpolation=interpolation, limit=limit, device=device, skip_bad=skip_bad,
-        save_predictions=save_predictions, channels_last=channels_last, num_classes=num_classes,
+        model=model,
+        data=data,
+        checkpoint=checkpoint,
+        labels=labels,
+        batch_size=batch_size,
+        workers=workers,
+        dtype=dtype,
+        img_size=hw[0] if hw and hw[0] == hw[1] else hw,
+        crop_pct=crop_pct,
+        interpolation=interpolation,
+        limit=limit,
+        device=device,
+        skip_bad=skip_bad,
+        save_predictions=save_predictions,
+        channels_last=channels_last,
+        num_classes=num_classes,
     )
 
 
@@ -57,8 +73,7 @@ def ade20k_command(
     model: str = typer.Option(..., "--model", "-m", help="Backbone name (see `pacabench models`)."),
     head: str = typer.Option(..., "--head", help="paca or upernet."),
     data: str = typer.Option(..., "--data", help="ADEChallengeData2016 folder (images/, annotations/)."),
-    checkpoint: str = typer.Option(None, "--checkpoint",
-                                   help="mmseg checkpoint (pacahead_* / upernet_*)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="mmseg checkpoint (pacahead_* / upernet_*)."),
     mode: str = typer.Option("whole", "--mode", help="whole or slide (512 crops, stride 341)."),
     clusters: str = typer.Option(None, "--clusters", help="PaCa clusters per stage (200,200,200,0)."),
     scale: str = typer.Option("2048x512", "--scale", help="Keep-ratio resize LONGxSHORT, or none."),
@@ -71,8 +86,9 @@ def ade20k_command(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Count bad files instead of failing."),
     num_classes: int = typer.Option(150, "--num-classes", help="Classes of the head (ADE20k: 150)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
-    save_predictions: str = typer.Option(None, "--save-predictions",
-                                         help="Folder for <stem>.png predictions (values 1..150)."),
+    save_predictions: str = typer.Option(
+        None, "--save-predictions", help="Folder for <stem>.png predictions (values 1..150)."
+    ),
     per_class: str = typer.Option(None, "--per-class", help="Write per-class IoU/Acc to this CSV."),
 ) -> None:
     """ADE20k mIoU / mAcc / aAcc (percent), single scale, as mmseg evaluates it."""
@@ -88,12 +104,28 @@ def ade20k_command(
             raise UsageError(f"--clusters must be comma-separated integers, got '{clusters}'") from None
     sc = None if scale.lower() == "none" else parse_hw(scale, "--scale")
     run_command(
-        evaluate_ade20k, as_json=json_out, title=f"ADE20k: {model} + {head}",
+        evaluate_ade20k,
+        as_json=json_out,
+        title=f"ADE20k: {model} + {head}",
         summary_keys=("miou", "macc", "aacc", "num_images", "skipped_images", "throughput_img_s", "mode"),
         drop=("areas",),
-        model=model, data=data, head=head, checkpoint=checkpoint, mode=mode, clusters=cl, scale=sc,
-        crop_size=crop_size, stride=stride, workers=workers, dtype=dtype, limit=limit, device=device,
-        skip_bad=skip_bad, num_classes=num_classes, save_predictions=save_predictions, per_class=per_class,
+        model=model,
+        data=data,
+        head=head,
+        checkpoint=checkpoint,
+        mode=mode,
+        clusters=cl,
+        scale=sc,
+        crop_size=crop_size,
+        stride=stride,
+        workers=workers,
+        dtype=dtype,
+        limit=limit,
+        device=device,
+        skip_bad=skip_bad,
+        num_classes=num_classes,
+        save_predictions=save_predictions,
+        per_class=per_class,
     )
 
 
@@ -103,12 +135,14 @@ def coco_command(
     model: str = typer.Option(..., "--model", "-m", help="Backbone name (see `pacabench models`)."),
     data: str = typer.Option(..., "--data", help="Image folder, e.g. coco/val2017."),
     ann: str = typer.Option(..., "--ann", help="COCO instances JSON, e.g. instances_val2017.json."),
-    checkpoint: str = typer.Option(None, "--checkpoint",
-                                   help="mmdet Mask R-CNN checkpoint (mask_rcnn_<backbone>_..._coco.pth)."),
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", help="mmdet Mask R-CNN checkpoint (mask_rcnn_<backbone>_..._coco.pth)."
+    ),
     limit: int = typer.Option(None, "--limit", help="Only the first N images by id (only those scored)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
-    save_predictions: str = typer.Option(None, "--save-predictions",
-                                         help="Write the detections as a COCO results JSON file."),
+    save_predictions: str = typer.Option(
+        None, "--save-predictions", help="Write the detections as a COCO results JSON file."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     workers: int = typer.Option(2, "--workers", help="Image-decoding worker processes per rank."),
     min_size: int = typer.Option(800, "--min-size", help="Test scale: short side (protocol 800)."),
@@ -123,9 +157,21 @@ def coco_command(
     from .common import run_command
 
     run_command(
-        evaluate_coco, as_json=json_out, title=f"COCO Mask R-CNN: {model}",
+        evaluate_coco,
+        as_json=json_out,
+        title=f"COCO Mask R-CNN: {model}",
         summary_keys=(*METRIC_KEYS, "num_images", "num_detections"),
-        model=model, data=data, ann=ann, checkpoint=checkpoint, limit=limit, device=device,
-        save_predictions=save_predictions, workers=workers, min_size=min_size, max_size=max_size,
-        max_proposals=max_proposals, max_detections=max_detections, log=sys.stderr,
+        model=model,
+        data=data,
+        ann=ann,
+        checkpoint=checkpoint,
+        limit=limit,
+        device=device,
+        save_predictions=save_predictions,
+        workers=workers,
+        min_size=min_size,
+        max_size=max_size,
+        max_proposals=max_proposals,
+        max_detections=max_detections,
+        log=sys.stderr,
     )
