@@ -183,6 +183,8 @@ def _fmt(v, fmt: str) -> str:
         return "–"
     if isinstance(v, str):
         return v
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(int(v))
     try:
         return fmt.format(v)
     except (ValueError, TypeError):
@@ -197,7 +199,7 @@ def to_markdown(tab: pd.DataFrame, fmt: str = "{:.3f}") -> str:
     header = [str(c) for c in t.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     nidx = tab.index.nlevels
-    for _, r in t.iterrows():
+    for r in t.to_dict("records"):  # keeps each column's own type (ints stay ints)
         cells = []
         for i, c in enumerate(t.columns):
             v = r[c]
