@@ -16,6 +16,7 @@ import pandas as pd
 
 __all__ = [
     "METRICS",
+    "ACCURACY_COLUMNS",
     "metric_table",
     "all_metric_tables",
     "scaling_table",
@@ -35,6 +36,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "peak_mem_mb": ("Peak memory (MiB)", "{:.1f}"),
 }
 _SCALE = {"params": 1e-6}
+# columns of the accuracy table (markdown, HTML, LaTeX)
+ACCURACY_COLUMNS = (
+    "model", "task", "resolution", "status", "top1", "top5", "miou", "macc", "aacc", "bbox_ap", "segm_ap",
+    "num_images", "throughput_img_s",
+)  # fmt: skip
 
 
 def _cost_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -284,24 +290,7 @@ def render_markdown(df: pd.DataFrame, *, reference: str | None = None, title: st
     acc = df[df["task"].fillna("cost") != "cost"] if "task" in df.columns else df.iloc[0:0]
     if not acc.empty:
         cols = [
-            c
-            for c in (
-                "model",
-                "task",
-                "res",
-                "status",
-                "top1",
-                "top5",
-                "miou",
-                "macc",
-                "aacc",
-                "bbox_ap",
-                "segm_ap",
-                "num_images",
-                "throughput_img_s",
-                "checkpoint",
-            )
-            if c in acc.columns
+            c if c != "resolution" else "res" for c in ACCURACY_COLUMNS + ("checkpoint",) if c in acc.columns
         ]
         a = acc.copy()
         a["res"] = a["resolution"].map(_res_label)

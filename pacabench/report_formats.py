@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .report import METRICS, all_metric_tables, relative_table, scaling_table
+from .report import ACCURACY_COLUMNS, METRICS, all_metric_tables, relative_table, scaling_table
 
 __all__ = [
     "to_strings",
@@ -209,25 +209,7 @@ def _sections(df: pd.DataFrame, reference: str | None) -> list[tuple[str, pd.Dat
             secs.append(("Cases that did not finish", e))
     acc = df[df["task"].fillna("cost") != "cost"] if "task" in df.columns else df.iloc[0:0]
     if not acc.empty:
-        cols = [
-            c
-            for c in (
-                "model",
-                "task",
-                "resolution",
-                "status",
-                "top1",
-                "top5",
-                "miou",
-                "macc",
-                "aacc",
-                "bbox_ap",
-                "segm_ap",
-                "num_images",
-                "throughput_img_s",
-            )
-            if c in acc.columns
-        ]
+        cols = [c for c in ACCURACY_COLUMNS if c in acc.columns]
         a = acc.copy()
         a = a[[c for c in cols if c in ("model", "task", "resolution", "status") or a[c].notna().any()]]
         a["resolution"] = a["resolution"].map(_res_label)
