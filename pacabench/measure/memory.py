@@ -10,7 +10,10 @@ input) so the CPU number means the same thing as the CUDA one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -47,13 +50,34 @@ def resident_bytes(*objs) -> int:
     return total
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the profiler's native log lines (kineto prints 'USDT … profiler_start/stop' on fd 2
+    at every session, which would flood the progress bar). Python exceptions are unaffected."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. captured): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def cpu_peak_bytes(fn: Callable[[], object]) -> int:
     """Peak of bytes allocated (net of frees) on the CPU while ``fn()`` runs, from the profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False) as prof:
-        out = fn()
-        del out
+    with _quiet_native_stderr():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False) as prof:
+            out = fn()
+            del out
     # Allocations are attributed to the op that made them (its *self* memory); frees outside
     # any op show up as "[memory]" events. Walk all of them in start order.
     events = [e for e in prof.events() if e.self_cpu_memory_usage]
