@@ -489,7 +489,8 @@ class PaCaViT(nn.Module):
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
         self.paca_teacher = PaCaTeacher(embed_dims, teacher_depths, clusters) if onsite == "teacher" else None
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n_blocks = sum(depths)  # linear stochastic depth (plain Python: builds on the meta device too)
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
         cur = 0
         for s in range(self.num_stages):
             blocks = nn.ModuleList(
