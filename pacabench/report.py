@@ -128,7 +128,11 @@ def fit_exponent(tokens: Sequence[float], values: Sequence[float]) -> float | No
 
 
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per model: fitted exponent of FLOPs, latency and memory against the token count."""
+    """Per model: fitted exponent of FLOPs, latency and memory against the token count.
+
+    ``memory_exp`` fits the whole peak (weights included, so it flattens at small sizes);
+    ``act_memory_exp`` fits peak − resident (the activations), where rows record the resident part.
+    """
     df = _cost_rows(df)
     if df.empty:
         return pd.DataFrame()
@@ -146,15 +150,19 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
             g.loc[g["tokens"].idxmax(), "resolution"]
         )
         rec["sizes"] = len(toks)
+        if "resident_mem_mb" in g.columns and g["resident_mem_mb"].notna().any():
+            # activation memory: what the forward adds on top of weights and input
+            g = g.assign(_act_mem=g["peak_mem_mb"] - g["resident_mem_mb"])
         for col, name in (
             ("gflops", "flops_exp"),
             ("latency_ms_median", "latency_exp"),
             ("peak_mem_mb", "memory_exp"),
+            ("_act_mem", "act_memory_exp"),
         ):
             if col in g.columns and g[col].notna().any():
                 sub = g[g[col].notna()]
                 rec[name] = fit_exponent(sub["tokens"].tolist(), sub[col].astype(float).tolist())
-            else:
+            elif col != "_act_mem":
                 rec[name] = None
         rows.append(rec)
     out = pd.DataFrame(rows)

@@ -68,6 +68,7 @@ class Row:
     peak_mem_mb: float | None = None
     peak_mem_reserved_mb: float | None = None
     mem_kind: str | None = None  # cuda_max_allocated | cpu_profiler_peak
+    resident_mem_mb: float | None = None  # part of the peak held before the forward (weights, input)
     # accuracy
     top1: float | None = None
     top5: float | None = None

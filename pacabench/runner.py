@@ -135,6 +135,7 @@ def _run_cost(case: Case, row: Row) -> None:
         row.peak_mem_mb = mem.peak_mb
         row.peak_mem_reserved_mb = mem.reserved_mb
         row.mem_kind = mem.kind
+        row.resident_mem_mb = mem.resident_mb
         warmup = max(0, warmup - 1)
     if "latency" in case.metrics:
         lat = case.latency

@@ -110,3 +110,13 @@ def test_varying_batch_sizes_become_index_levels():
     tab = metric_table(pd.concat([df, df2]), "latency_ms_median")
     assert tab.index.names == ["model", "batch_size"]
     assert len(tab) == 4
+
+
+def test_activation_memory_exponent_uses_peak_minus_resident():
+    df = _rows()
+    # A: peak = resident 20000 + activations 2·t → activations exactly linear in tokens
+    df["resident_mem_mb"] = 20000.0
+    df.loc[df.model == "A", "peak_mem_mb"] = df.loc[df.model == "A", "peak_mem_mb"] + 20000.0
+    sc = scaling_table(df)
+    assert sc.loc["A", "act_memory_exp"] == pytest.approx(1.0)
+    assert sc.loc["A", "memory_exp"] < 0.95  # the whole peak hides it behind the weights

@@ -98,6 +98,7 @@ def measure_peak_memory(
         torch.cuda.synchronize(dev)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
+        resident_cuda = torch.cuda.memory_allocated(dev)
         out = fn()
         torch.cuda.synchronize(dev)
         del out
@@ -105,6 +106,7 @@ def measure_peak_memory(
             peak_mb=torch.cuda.max_memory_allocated(dev) / MB,
             reserved_mb=torch.cuda.max_memory_reserved(dev) / MB,
             kind="cuda_max_allocated",
+            resident_mb=resident_cuda / MB,
         )
     peak = cpu_peak_bytes(fn)
     return MemoryRecord(
