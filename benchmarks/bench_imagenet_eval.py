@@ -202,7 +202,9 @@ class _LimitedView(torch.utils.data.Dataset):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=None, help="ImageFolder root (generated there if empty/missing)")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="ImageFolder root (generated there if empty/missing)"
+    )
     ap.add_argument("--classes", type=int, default=10, help="classes to generate")
     ap.add_argument("--per-class", type=int, default=20, help="images per class to generate")
     ap.add_argument("--model", default=MODEL)
@@ -230,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
             data.mkdir(parents=True, exist_ok=True)
             t = time.perf_counter()
             n = make_dataset(data, args.classes, args.per_class, args.seed)
-            print(f"generated {n} JPEGs in {count_classes(data)} folders under {data} "
-                  f"({time.perf_counter() - t:.1f} s)", flush=True)
+            print(
+                f"generated {n} JPEGs in {count_classes(data)} folders under {data} "
+                f"({time.perf_counter() - t:.1f} s)",
+                flush=True,
+            )
         if args.num_classes is None:
             args.num_classes = count_classes(data)
 
@@ -279,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio_e2e = med["pacabench"]["e2e_img_s"] / med["timm"]["e2e_img_s"]
     same_counts = all(
         (a["top1"], a["top5"], a["num_images"]) == (b["top1"], b["top5"], b["num_images"])
-        for a in p for b in t
+        for a in p
+        for b in t
     )
     same_preds = p[0]["preds"] == t[0]["preds"]
     same_cfg = p[0]["data_config"] == t[0]["data_config"]
@@ -295,10 +301,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{rs[0]['top1']:.2f} | {rs[0]['top5']:.2f} | {rs[0]['num_images']} |"
         )
     print()
-    print(f"pacabench / timm throughput: {ratio:.3f} (loop), {ratio_e2e:.3f} (end-to-end)   goal ≥ 1.0 "
-          f"-> {'met' if ratio >= 1.0 else 'NOT met'}")
-    print(f"top-1/top-5 equal in every run: {same_counts}   per-image top-5 identical: {same_preds}   "
-          f"data config identical: {same_cfg}   ({distinct_top1} distinct top-1 classes predicted)")
+    print(
+        f"pacabench / timm throughput: {ratio:.3f} (loop), {ratio_e2e:.3f} (end-to-end)   goal ≥ 1.0 "
+        f"-> {'met' if ratio >= 1.0 else 'NOT met'}"
+    )
+    print(
+        f"top-1/top-5 equal in every run: {same_counts}   per-image top-5 identical: {same_preds}   "
+        f"data config identical: {same_cfg}   ({distinct_top1} distinct top-1 classes predicted)"
+    )
 
     if args.json:
         for rs in runs.values():
