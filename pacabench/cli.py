@@ -107,11 +107,8 @@ def run(
         from .report import render_markdown
         from .results import load_run
 
-        out.print(
-            render_markdown(load_run(rd.path), title=f"{s.name} — {rd.path.name}"),
-            markup=False,
-            highlight=False,
-        )
+        # plain write: markdown must not be re-wrapped to the terminal width
+        sys.stdout.write(render_markdown(load_run(rd.path), title=f"{s.name} — {rd.path.name}") + "\n")
 
 
 # --------------------------------------------------------------------------------------- report
@@ -211,7 +208,7 @@ def report(
             output.write_text(text, encoding="utf-8")
             console.print(f"wrote {output}")
         else:
-            out.print(text, markup=False, highlight=False)
+            sys.stdout.write(text + "\n")
     elif fmt == "csv":
         if output:
             output.mkdir(parents=True, exist_ok=True)
