@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out = Console()
+if not out.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
+    out = Console(width=120)
 
 DEFAULT_RESULTS = "results"
 
