@@ -23,7 +23,7 @@ from matplotlib.transforms import blended_transform_factory
 
 __all__ = [
     "COST_METRICS",
-    "ACCURACY_COLUMNS",
+    "ACCURACY_AXES",
     "cost_figure",
     "accuracy_latency_figure",
     "make_figures",
@@ -38,7 +38,7 @@ COST_METRICS: dict[str, tuple[str, str]] = {
     "peak_mem_mb": ("Peak memory (MiB)", "memory_vs_resolution"),
 }
 # task -> (column, axis label)
-ACCURACY_COLUMNS: dict[str, tuple[str, str]] = {
+ACCURACY_AXES: dict[str, tuple[str, str]] = {
     "imagenet": ("top1", "ImageNet top-1 accuracy (%)"),
     "ade20k": ("miou", "ADE20k mIoU (%)"),
     "coco": ("bbox_ap", "COCO box AP"),
@@ -168,7 +168,7 @@ def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
 
 
 def _accuracy_points(df: pd.DataFrame, task: str) -> list[dict[str, Any]]:
-    col, _ = ACCURACY_COLUMNS[task]
+    col, _ = ACCURACY_AXES[task]
     if "task" not in df.columns or col not in df.columns:
         return []
     acc = df[(df["task"] == task) & (df["status"] == "ok")]
@@ -201,7 +201,7 @@ def accuracy_latency_figure(df: pd.DataFrame, task: str) -> Figure | None:
     pts = _accuracy_points(df, task)
     if not pts:
         return None
-    _, ylabel = ACCURACY_COLUMNS[task]
+    _, ylabel = ACCURACY_AXES[task]
     fig = Figure(figsize=(6.5, 4.5), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     for p in pts:
@@ -227,7 +227,7 @@ def make_figures(df: pd.DataFrame) -> dict[str, Figure]:
         fig = cost_figure(df, metric)
         if fig is not None:
             figs[stem] = fig
-    for task in ACCURACY_COLUMNS:
+    for task in ACCURACY_AXES:
         fig = accuracy_latency_figure(df, task)
         if fig is not None:
             figs[f"{task}_accuracy_vs_latency"] = fig

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,11 @@ __all__ = [
     "fit_exponent",
     "to_markdown",
     "render_markdown",
+    "report_sections",
+    "run_summary",
+    "Section",
+    "SCALING_TITLE",
+    "FAILURES_TITLE",
     "tidy_frame",
 ]
 
@@ -253,31 +259,46 @@ def tidy_frame(df: pd.DataFrame) -> pd.DataFrame:
     return d[[c for c in cols if c in d.columns and (d[c].notna().any() or c in ("model", "status"))]]
 
 
-def render_markdown(df: pd.DataFrame, *, reference: str | None = None, title: str | None = None) -> str:
-    """The full markdown report of one run."""
-    parts = []
-    if title:
-        parts.append(f"# {title}\n")
+SCALING_TITLE = "Complexity scaling (log–log slope against tokens; 1 = linear, 2 = quadratic)"
+FAILURES_TITLE = "Cases that did not finish"
+
+
+@dataclass
+class Section:
+    """One table of the report: raw values (index = leading columns) and the number format.
+
+    Every renderer (markdown here, HTML and LaTeX in ``report_formats``) draws the same sections.
+    """
+
+    title: str
+    table: pd.DataFrame
+    fmt: str = "{:.3f}"
+
+
+def run_summary(df: pd.DataFrame) -> str:
+    """'35 cases (35 ok) on <device>.' for the cost rows of a run."""
+    cost = _cost_rows(df)
+    if cost.empty:
+        return f"{len(df)} rows."
+    st = cost["status"].value_counts().to_dict()
+    devs = sorted({str(x) for x in cost["device_name"].dropna() if str(x)}) if "device_name" in cost else []
+    return (
+        f"{len(cost)} cases ({', '.join(f'{v} {k}' for k, v in st.items())})"
+        + (f" on {', '.join(devs)}" if devs else "")
+        + "."
+    )
+
+
+def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Section]:
+    """Every table of a run's report, in order: per metric, scaling, relative cost, failures, accuracy."""
+    secs: list[Section] = []
     cost = _cost_rows(df)
     if not cost.empty:
-        dev = (
-            ", ".join(sorted({str(x) for x in cost["device_name"].dropna()})) if "device_name" in cost else ""
-        )
-        st = cost["status"].value_counts().to_dict()
-        parts.append(
-            f"{len(cost)} cases ({', '.join(f'{v} {k}' for k, v in st.items())})"
-            + (f" on {dev}" if dev else "")
-            + ".\n"
-        )
         for m, tab in all_metric_tables(cost).items():
-            title_m, fmt = METRICS[m]
-            parts.append(f"## {title_m}\n\n" + to_markdown(tab, fmt))
+            secs.append(Section(METRICS[m][0], tab, METRICS[m][1]))
         sc = scaling_table(cost)
         if not sc.empty:
-            parts.append(
-                "## Complexity scaling (log–log slope against tokens; 1 = linear, 2 = quadratic)\n\n"
-                + to_markdown(sc, "{:.2f}")
-            )
+            secs.append(Section(SCALING_TITLE, sc, "{:.2f}"))
         ref = reference or _model_order(cost)[0]
         for m in ("gflops", "latency_ms_median", "peak_mem_mb"):
             if m in cost.columns and cost[m].notna().any():
@@ -285,23 +306,44 @@ def render_markdown(df: pd.DataFrame, *, reference: str | None = None, title: st
                     rel = relative_table(cost, ref, m)
                 except ValueError:
                     continue
-                parts.append(
-                    f"## {METRICS[m][0].split(' (')[0]} relative to {ref}\n\n" + to_markdown(rel, "{:.2f}")
-                )
+                secs.append(Section(f"{METRICS[m][0].split(' (')[0]} relative to {ref}", rel, "{:.2f}"))
         errs = cost[cost["status"] != "ok"]
         if not errs.empty:
-            lines = [
-                f"- {r.model} {_res_label(r.resolution)} b{r.batch_size} {r.dtype}: **{r.status}** {r.error or ''}"
-                for r in errs.itertuples()
-            ]
-            parts.append("## Cases that did not finish\n\n" + "\n".join(lines) + "\n")
+            failures = pd.DataFrame(
+                {
+                    "model": errs["model"].astype(str),
+                    "resolution": errs["resolution"].map(_res_label),
+                    "batch": errs["batch_size"].astype(str),
+                    "dtype": errs["dtype"].astype(str),
+                    "status": errs["status"].astype(str),
+                    "error": errs["error"].fillna("").astype(str),
+                }
+            ).set_index("model")
+            secs.append(Section(FAILURES_TITLE, failures, "{}"))
     acc = df[df["task"].fillna("cost") != "cost"] if "task" in df.columns else df.iloc[0:0]
     if not acc.empty:
-        cols = [
-            c if c != "resolution" else "res" for c in ACCURACY_COLUMNS + ("checkpoint",) if c in acc.columns
-        ]
-        a = acc.copy()
-        a["res"] = a["resolution"].map(_res_label)
-        a = a[[c for c in cols if c == "model" or a[c].notna().any()]].set_index("model")
-        parts.append("## Accuracy\n\n" + to_markdown(a, "{:.2f}"))
+        a = acc.assign(resolution=acc["resolution"].map(_res_label))
+        cols = [c for c in ACCURACY_COLUMNS + ("checkpoint",) if c in a.columns]
+        keep = ("model", "task", "resolution", "status")
+        a = a[[c for c in cols if c in keep or a[c].notna().any()]].set_index("model")
+        secs.append(Section("Accuracy", a, "{:.2f}"))
+    return secs
+
+
+def render_markdown(df: pd.DataFrame, *, reference: str | None = None, title: str | None = None) -> str:
+    """The full markdown report of one run."""
+    parts = []
+    if title:
+        parts.append(f"# {title}\n")
+    if not _cost_rows(df).empty:
+        parts.append(run_summary(df) + "\n")
+    for sec in report_sections(df, reference):
+        if sec.title == FAILURES_TITLE:  # a list reads better than a table of long messages
+            lines = [
+                f"- {model} {r.resolution} b{r.batch} {r.dtype}: **{r.status}** {r.error}"
+                for model, r in zip(sec.table.index, sec.table.itertuples())
+            ]
+            parts.append(f"## {sec.title}\n\n" + "\n".join(lines) + "\n")
+        else:
+            parts.append(f"## {sec.title}\n\n" + to_markdown(sec.table, sec.fmt))
     return "\n".join(parts)
