@@ -40,6 +40,7 @@ from typing import Any
 import typer
 
 from .errors import UsageError
+from .results import row_identity
 
 __all__ = [
     "EXACT_METRICS",
@@ -186,22 +187,8 @@ def parse_metrics(specs: list[str] | None) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------ rows, keys
-def join_key(row: dict[str, Any]) -> tuple:
-    """The identity a comparison joins on, built from the fields (not from ``case_id``)."""
-    res = row.get("resolution") or []
-    model = str(row.get("model", ""))
-    if row.get("head"):
-        model += f"+{row['head']}"
-    return (
-        str(row.get("task") or "cost"),
-        model,
-        tuple(int(x) for x in res),
-        int(row.get("batch_size") or 1),
-        str(row.get("dtype") or "fp32"),
-        str(row.get("device") or "cpu"),
-        bool(row.get("channels_last")),
-        bool(row.get("compile")),
-    )
+# the identity a comparison joins on, built from the fields (not from ``case_id``)
+join_key = row_identity
 
 
 def key_label(key: tuple) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "load_run",
     "environment_record",
     "case_key",
+    "row_identity",
 ]
 
 STATUSES = ("ok", "oom", "error", "skipped")
@@ -40,6 +41,7 @@ class Row:
     run_id: str = ""
     case_id: str = ""
     model: str = ""
+    head: str | None = None  # segmentation head (ade20k rows), else None
     family: str = ""
     task: str = "cost"  # cost | imagenet | ade20k | coco
     resolution: list[int] = field(default_factory=list)  # [h, w]
@@ -109,25 +111,30 @@ class Row:
 ROW_FIELDS = [f.name for f in fields(Row)]
 
 
-def case_key(row: dict[str, Any] | Row) -> str:
-    """The identity used by --resume (and baselines): task, model, resolution, batch, dtype, device…"""
+def row_identity(row: dict[str, Any] | Row) -> tuple:
+    """A case's identity from its fields: task, model (+ head), resolution, batch, dtype, device,
+    channels_last, compile. Baselines are joined on it (they may come from other runs)."""
     d = row.to_dict() if isinstance(row, Row) else row
-    if d.get("case_id"):
-        return d["case_id"]
     res = d.get("resolution") or []
-    return "|".join(
-        str(x)
-        for x in (
-            d.get("task", "cost"),
-            d.get("model"),
-            "x".join(map(str, res)),
-            d.get("batch_size"),
-            d.get("dtype"),
-            d.get("device"),
-            int(bool(d.get("channels_last"))),
-            int(bool(d.get("compile"))),
-        )
+    model = str(d.get("model", ""))
+    if d.get("head"):
+        model += f"+{d['head']}"
+    return (
+        str(d.get("task") or "cost"),
+        model,
+        tuple(int(x) for x in res),
+        int(d.get("batch_size") or 1),
+        str(d.get("dtype") or "fp32"),
+        str(d.get("device") or "cpu"),
+        bool(d.get("channels_last")),
+        bool(d.get("compile")),
     )
+
+
+def case_key(row: dict[str, Any] | Row) -> str:
+    """The identity --resume uses: the row's ``case_id``, or one built from its fields."""
+    d = row.to_dict() if isinstance(row, Row) else row
+    return d.get("case_id") or "|".join(map(str, row_identity(d)))
 
 
 def _git_commit() -> str | None:

@@ -76,6 +76,7 @@ def _base_row(case: Case) -> Row:
         suite=case.suite,
         case_id=case.case_id,
         model=case.model,
+        head=case.head,
         family=family,
         task=case.task,
         resolution=[h, w],
