@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -33,7 +34,7 @@ from .suite import Case, Suite
 __all__ = ["run_case", "run_suite", "is_oom", "RunSummary"]
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
-_FLOPS_CACHE: dict[tuple, tuple[int, float, dict, float]] = {}
+_FLOPS_CACHE: dict[tuple, tuple[float, dict, float]] = {}  # (model, size, kwargs) -> gflops, uncounted
 _PROCESS_WARM = False  # set once this process has run a forward pass
 
 
@@ -51,6 +52,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:500]
 
 
+@functools.cache
 def _device_name(device: str) -> str:
     if device == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -109,8 +111,8 @@ def _run_cost(case: Case, row: Row) -> None:
         key = (case.model, case.resolution, json.dumps(case.kwargs, sort_keys=True))
         if key not in _FLOPS_CACHE:
             rec = count_flops(model, case.resolution)
-            _FLOPS_CACHE[key] = (rec.params, rec.gflops, rec.uncounted_ops, rec.uncounted_share)
-        _, row.gflops, row.uncounted_ops, row.uncounted_share = _FLOPS_CACHE[key]
+            _FLOPS_CACHE[key] = (rec.gflops, rec.uncounted_ops, rec.uncounted_share)
+        row.gflops, row.uncounted_ops, row.uncounted_share = _FLOPS_CACHE[key]
 
     if not {"latency", "memory"} & set(case.metrics):
         return

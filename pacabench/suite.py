@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .models import ResolutionError, UnknownModelError, get_spec, model_names, to_hw
+from .models import ResolutionError, UnknownModelError, get_spec, to_hw
 
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
@@ -267,9 +267,8 @@ class _Located:
                 key = k_node.value if isinstance(k_node, yaml.ScalarNode) else str(k_node.value)
                 if key in out:
                     raise SuiteError(f"{{file}}:{k_node.start_mark.line + 1}: duplicate key '{key}'")
-                self.lines[path + (key,)] = k_node.start_mark.line + 1
                 out[key] = self.build(v_node, path + (key,))
-                self.lines[path + (key,)] = k_node.start_mark.line + 1
+                self.lines[path + (key,)] = k_node.start_mark.line + 1  # errors point at the key
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, path + (i,)) for i, v in enumerate(node.value)]
@@ -462,7 +461,3 @@ def parse_suite(text: str, filename: str = "<suite>") -> Suite:
         isolate=boolean("isolate"),
         source_text=text,
     )
-
-
-def known_models() -> list[str]:
-    return model_names()

@@ -249,9 +249,6 @@ def count_flops(
     uncounted = {op: n for op, n in calls.items() if n}
     for op, n in unsupported.items():
         uncounted[op] = uncounted.get(op, 0) + int(n)
-    if not attention:
-        # what plain fvcore drops: report the attention calls it skipped
-        pass
     share = bound / (total + bound) if (total + bound) > 0 else 0.0
     return FlopsRecord(
         gflops=total / 1e9,
