@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from .eval.common import autocast
 from .measure.flops import count_flops, count_params
 from .measure.latency import measure_latency
 from .measure.memory import measure_peak_memory, resident_bytes
@@ -33,7 +34,6 @@ from .suite import Case, Suite
 
 __all__ = ["run_case", "run_suite", "is_oom", "RunSummary"]
 
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
 _FLOPS_CACHE: dict[tuple, tuple[float, dict, float]] = {}  # (model, size, kwargs) -> gflops, uncounted
 _PROCESS_WARM = False  # set once this process has run a forward pass
 
@@ -122,13 +122,9 @@ def _run_cost(case: Case, row: Row) -> None:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     fwd_model = torch.compile(model) if case.compile else model
-    amp_dtype = _DTYPES[case.dtype]
 
     def forward():
-        with torch.inference_mode():
-            if amp_dtype is not None:
-                with torch.autocast(device_type=dev.type, dtype=amp_dtype):
-                    return fwd_model(x)
+        with torch.inference_mode(), autocast(case.dtype, dev):
             return fwd_model(x)
 
     global _PROCESS_WARM
