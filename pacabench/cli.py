@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # status lines: never re-wrapped
 out = Console()
 if not out.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
     out = Console(width=120)
