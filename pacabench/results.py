@@ -65,6 +65,7 @@ class Row:
     latency_ms_mean: float | None = None
     latency_ms_min: float | None = None
     latency_iters: int | None = None
+    latency_ms_samples: list[float] | None = None  # every timed iteration, ms per batch, in order
     throughput_img_s: float | None = None
     timer: str | None = None  # cuda_event | perf_counter
     peak_mem_mb: float | None = None

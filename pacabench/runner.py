@@ -162,6 +162,7 @@ def _run_cost(case: Case, row: Row) -> None:
         row.latency_ms_mean = rec.mean_ms
         row.latency_ms_min = rec.min_ms
         row.latency_iters = rec.iters
+        row.latency_ms_samples = [round(t, 4) for t in rec.times_ms]
         row.throughput_img_s = rec.throughput_img_s
         row.timer = rec.timer
         row.loadavg_1m = rec.loadavg_1m
