@@ -388,6 +388,7 @@ def evaluate_ade20k(
         "resolution": [crop_size, crop_size],
         "test_scale": None if scale is None else list(scale),
         "world_size": info.world_size,
+        "dist_backend": info.backend,
         "class_names": list(ADE20K_CLASSES) if n_cls == 150 else None,
         "areas": areas.tolist(),
     }

@@ -394,6 +394,7 @@ def evaluate_coco(
             "checkpoint": os.fspath(checkpoint) if checkpoint is not None else None,
             "device": dev.type,
             "world_size": info.world_size,
+            "dist_backend": info.backend,
             "wall_s": wall,
         }
     finally:

@@ -30,6 +30,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    backend: str | None = None  # nccl | gloo when a process group exists, else None
 
     @property
     def is_main(self) -> bool:
@@ -37,13 +38,15 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """A process group exists (also for one process under torchrun: same code path)."""
+        return self.world_size > 1 or self.backend is not None
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
-    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    """Initialise the process group when launched by torchrun (also ``--nproc-per-node 1``, so one
+    GPU runs the same NCCL path as eight) or with WORLD_SIZE > 1 set by hand."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and not ("TORCHELASTIC_RUN_ID" in os.environ and "RANK" in os.environ):
         return DistInfo()
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -52,7 +55,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
         if use_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, backend=dist.get_backend())
 
 
 def shard_indices(n: int, info: DistInfo) -> list[int]:

@@ -344,6 +344,7 @@ def evaluate_imagenet(
         "data_config": {k2: (list(v) if isinstance(v, tuple) else v) for k2, v in cfg.items()},
         "layout": layout,
         "world_size": info.world_size,
+        "dist_backend": info.backend,
     }
     if info.is_main and skipped_all:
         result["skipped_files"] = [m for part in skipped_all for m in part]

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The GPU proof in one call: CUDA tests, then the high-resolution suite, its report and plots.
+#
+#   bash benchmarks/gpu/run.sh [OUTDIR]            # on the GPU machine (OUTDIR default: $OUT, else out/gpu)
+#   bash benchmarks/gpu/run.sh --dry-run OUTDIR    # anywhere, no CUDA: same stages at tiny sizes on the CPU
+#
+# Stages (each logged, timed, and run even when an earlier one failed):
+#   1. packages: install .whl/ (built by benchmarks/gpu/wheels.sh) into a private folder first on
+#      PYTHONPATH; pacabench itself runs from this tree (PYTHONPATH=.)
+#   2. environment: nvidia-smi, torch.utils.collect_env, package versions
+#   3. pytest -m cuda (tests/test_cuda.py): CUDA-event timing vs torch.utils.benchmark, allocator
+#      peak vs known allocations, OOM rows under a memory cap, autocast rows, 1-GPU NCCL eval
+#   4. suites/high_resolution.yaml, in one process, stopped (SIGINT: finished rows kept) when the
+#      script's time budget runs out: GPU_RUN_BUDGET_S, default 450 s for the whole script
+#   5. report (markdown, HTML with plots, CSV), ratio/memory summary (benchmarks/gpu/summarize.py)
+#   6. everything packed into OUTDIR/gpu-results.tar.gz; run.log, summary.md, report.md and
+#      pytest-cuda.txt also beside it (the device tool brings back at most 8 files)
+# Exit status: 0 when every stage passed, 1 otherwise (the stages' own codes are in run.log).
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+REPO=$(pwd)
+
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
+OUTDIR=${1:-${OUT:-out/gpu}}
+PY=${PYTHON:-python3}
+BUDGET=${GPU_RUN_BUDGET_S:-450}
+START=$(date +%s)
+mkdir -p "$OUTDIR" || exit 2
+OUTDIR=$(cd "$OUTDIR" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pacabench-gpu.XXXXXX")
+STAMP=$(date -u +%Y-%m-%d)
+
+elapsed() { echo $(( $(date +%s) - START )); }
+stage() { echo; echo "== [+$(elapsed)s] $*"; }
+record() {  # record NAME RC: a stage's outcome, kept in a file (the stages run inside a pipeline)
+    echo "-- $1: exit $2"
+    if [ "$2" -ne 0 ]; then echo "$1($2)" >> "$WORK/failed"; fi
+}
+
+main() {
+    echo "pacabench GPU proof: $( [ $DRY = 1 ] && echo dry run || echo full run ), $(date -u +%FT%TZ), budget ${BUDGET}s"
+    echo "repo $REPO, commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown), out $OUTDIR"
+
+    stage "1. packages"
+    if [ $DRY = 0 ] && compgen -G ".whl/*.whl" >/dev/null; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$WORK/site" .whl/*.whl
+        record wheels $?
+        export PYTHONPATH="$WORK/site:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    export MPLBACKEND=Agg PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+    "$PY" -c "import torch, torchvision, timm, fvcore, pycocotools, pandas, typer, rich, yaml, matplotlib
+import pacabench.models
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
+print('torchvision', torchvision.__version__, 'timm', timm.__version__, 'pandas', pandas.__version__)"
+    local rc=$?
+    record imports $rc
+    if [ $rc -ne 0 ]; then echo "packages missing: build .whl/ with benchmarks/gpu/wheels.sh and carry it"; return; fi
+    if [ $DRY = 0 ]; then
+        "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+            || { record cuda 1; echo "no CUDA device: use --dry-run on a CPU machine"; return; }
+    fi
+
+    stage "2. environment"
+    mkdir -p "$WORK/env"
+    if command -v nvidia-smi >/dev/null; then nvidia-smi > "$WORK/env/nvidia-smi.txt" 2>&1; fi
+    timeout 60 "$PY" -m torch.utils.collect_env > "$WORK/env/collect_env.txt" 2>&1
+    "$PY" - > "$WORK/env/packages.txt" 2>&1 <<'EOF'
+import importlib.metadata as md
+for name in ("torch", "torchvision", "timm", "fvcore", "iopath", "pycocotools", "numpy", "pandas",
+             "typer", "rich", "pyyaml", "matplotlib", "pytest", "triton"):
+    try:
+        print(name, md.version(name))
+    except md.PackageNotFoundError:
+        print(name, "-")
+EOF
+    head -20 "$WORK/env/nvidia-smi.txt" 2>/dev/null
+    cat "$WORK/env/packages.txt"
+
+    stage "3. pytest -m cuda"
+    # warnings are not what these tests prove: another machine's package versions must not fail them
+    timeout 240 "$PY" -m pytest -m cuda tests/test_cuda.py -q -rA -p no:cacheprovider \
+        -W ignore::DeprecationWarning -W ignore::FutureWarning -W ignore::UserWarning \
+        --junitxml="$WORK/pytest-cuda.xml" > "$WORK/pytest-cuda.txt" 2>&1
+    rc=$?
+    tail -25 "$WORK/pytest-cuda.txt"
+    [ $DRY = 1 ] && [ $rc -eq 5 ] && rc=0  # dry run: every test skipped is the expected outcome
+    record pytest-cuda $rc
+
+    stage "4. suite"
+    local suite=suites/high_resolution.yaml
+    if [ $DRY = 1 ]; then
+        suite="$WORK/high_resolution.yaml"
+        "$PY" benchmarks/gpu/dry_suite.py suites/high_resolution.yaml "$suite"
+        record dry-suite $?
+    fi
+    local left=$(( BUDGET - $(elapsed) - 45 ))  # keep 45 s for the report and the archive
+    if [ $left -lt 30 ]; then left=30; fi
+    echo "suite $suite, at most ${left}s"
+    timeout --signal=INT --kill-after=30 $left "$PY" -m pacabench run "$suite" \
+        --results-dir "$WORK/results" --run-id "$STAMP" --no-progress --no-report
+    rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 130 ]; then
+        echo "suite stopped by the time budget: the rows measured so far are kept"
+        rc=0
+    fi
+    record suite $rc
+    RUN=$(ls -d "$WORK"/results/*/"$STAMP" 2>/dev/null | head -1)
+
+    stage "5. report"
+    if [ -n "$RUN" ] && [ -s "$RUN/rows.jsonl" ]; then
+        echo "$(wc -l < "$RUN/rows.jsonl") rows in $RUN"
+        local ref=swin_tiny_patch4_window7_224
+        "$PY" -m pacabench report "$RUN" --format markdown --reference $ref -o "$WORK/report.md"
+        record report-md $?
+        "$PY" -m pacabench report "$RUN" --format html --reference $ref -o "$WORK/report.html" --plot "$WORK/plots"
+        record report-html $?
+        "$PY" -m pacabench report "$RUN" --format csv -o "$WORK/csv"
+        record report-csv $?
+        "$PY" benchmarks/gpu/summarize.py "$RUN" > "$WORK/summary.md"
+        record summary $?
+        cat "$WORK/summary.md"
+    else
+        record report 1
+        echo "no rows to report"
+    fi
+}
+
+pack() {
+    stage "6. archive"
+    local dest="$WORK/pack/gpu-$STAMP"
+    mkdir -p "$dest"
+    [ -n "${RUN:-}" ] && [ -d "$RUN" ] && cp -r "$RUN" "$dest/run"
+    for f in env plots csv report.md report.html summary.md pytest-cuda.txt pytest-cuda.xml; do
+        [ -e "$WORK/$f" ] && cp -r "$WORK/$f" "$dest/"
+    done
+    for f in summary.md report.md pytest-cuda.txt; do [ -e "$WORK/$f" ] && cp "$WORK/$f" "$OUTDIR/"; done
+    tar -C "$WORK/pack" -czf "$OUTDIR/gpu-results.tar.gz" "gpu-$STAMP"
+    ls -la "$OUTDIR"
+}
+
+finish() {
+    local failed
+    failed=$(tr '\n' ' ' < "$WORK/failed" 2>/dev/null)
+    stage "done in $(elapsed)s; failed stages: ${failed:-none}"
+    [ -z "$failed" ]
+}
+
+RUN=""
+{ main; pack; finish; } 2>&1 | tee "$OUTDIR/run.log"
+status=${PIPESTATUS[0]}
+rm -rf "$WORK"
+exit "$status"

@@ -1,0 +1,163 @@
+"""Summarise a high-resolution run: latency ratios with 95% intervals, memory at the largest size.
+
+    python benchmarks/gpu/summarize.py results/high_resolution/<run-id> [--pairs A:B,C:D]
+
+Prints markdown: for each pair (default PaCa-T ÷ Swin-T, PaCa-S ÷ Swin-S, PaCa-T ÷ PVT-T,
+PaCa-T ÷ PVTv2-b1), the ratio of median latencies at every resolution, batch and dtype, with a
+95% bootstrap interval from the rows' raw samples (``pacabench.stats.ratio_ci``); then peak and
+activation memory (peak − resident) of every model at the largest resolution of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pacabench.stats import ratio_ci
+
+DEFAULT_PAIRS = (
+    ("pacavit_tiny_p2cconv_100_0", "swin_tiny_patch4_window7_224"),
+    ("pacavit_small_p2cconv_100_0", "swin_small_patch4_window7_224"),
+    ("pacavit_tiny_p2cconv_100_0", "pvt_tiny"),
+    ("pacavit_tiny_p2cconv_100_0", "pvt_v2_b1"),
+)
+SHORT = {
+    "pacavit_tiny_p2cconv_100_0": "PaCa-T",
+    "pacavit_small_p2cconv_100_0": "PaCa-S",
+    "swin_tiny_patch4_window7_224": "Swin-T",
+    "swin_small_patch4_window7_224": "Swin-S",
+    "pvt_tiny": "PVT-T",
+    "pvt_small": "PVT-S",
+    "pvt_v2_b1": "PVTv2-b1",
+    "pvt_v2_b2": "PVTv2-b2",
+}
+
+
+def _rows(run: Path) -> list[dict]:
+    path = run / "rows.jsonl" if run.is_dir() else run
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line of an interrupted run
+    return out
+
+
+def _key(r: dict) -> tuple:
+    return (r["model"], int(r["resolution"][0]), int(r["batch_size"]), r["dtype"])
+
+
+def _settings(rows: list[dict]) -> list[tuple[int, str]]:
+    return sorted({(int(r["batch_size"]), r["dtype"]) for r in rows}, key=lambda t: (t[1] != "fp32", t[0]))
+
+
+def latency_section(rows: list[dict], pairs) -> str:
+    by = {_key(r): r for r in rows if r.get("status") == "ok" and r.get("latency_ms_samples")}
+    failed = {_key(r): r["status"] for r in rows if r.get("status") != "ok"}
+    res = sorted({int(r["resolution"][0]) for r in rows})
+    parts = []
+    for a, b in pairs:
+        if not any(k[0] == a for k in by) or not any(k[0] == b for k in by):
+            continue
+        head = "| batch, dtype | " + " | ".join(f"{x}²" for x in res) + " |"
+        lines = [
+            f"**{SHORT.get(a, a)} ÷ {SHORT.get(b, b)}**, median latency ratio [95% bootstrap interval]\n",
+            head,
+            "|---|" + "---|" * len(res),
+        ]
+        for bs, dt in _settings(rows):
+            cells = []
+            for x in res:
+                ra, rb = by.get((a, x, bs, dt)), by.get((b, x, bs, dt))
+                if ra and rb:
+                    cells.append(ratio_ci(ra["latency_ms_samples"], rb["latency_ms_samples"]).format(2))
+                else:
+                    cells.append(failed.get((a, x, bs, dt)) or failed.get((b, x, bs, dt)) or "–")
+            lines.append(f"| b{bs} {dt} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def latency_table(rows: list[dict], bs: int, dt: str) -> str:
+    res = sorted({int(r["resolution"][0]) for r in rows})
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    by = {_key(r): r for r in rows}
+    lines = [
+        f"**Latency, ms per batch (median), batch {bs}, {dt}**\n",
+        "| model | " + " | ".join(f"{x}²" for x in res) + " |",
+        "|---|" + "---|" * len(res),
+    ]
+    for m in models:
+        cells = []
+        for x in res:
+            r = by.get((m, x, bs, dt))
+            if r is None:
+                cells.append("–")
+            elif r.get("status") != "ok" or r.get("latency_ms_median") is None:
+                cells.append(r.get("status", "?"))
+            else:
+                cells.append(f"{r['latency_ms_median']:.2f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def memory_section(rows: list[dict]) -> str:
+    top = max(int(r["resolution"][0]) for r in rows)
+    at = [r for r in rows if int(r["resolution"][0]) == top]
+    settings = _settings(at)
+    models = list(dict.fromkeys(r["model"] for r in at))
+    by = {_key(r): r for r in at}
+    lines = [
+        f"**Peak memory at {top}², MiB: whole peak / activations (peak − weights and input)**\n",
+        "| model | " + " | ".join(f"b{bs} {dt}" for bs, dt in settings) + " |",
+        "|---|" + "---|" * len(settings),
+    ]
+    for m in models:
+        cells = []
+        for bs, dt in settings:
+            r = by.get((m, top, bs, dt))
+            if r is None:
+                cells.append("–")
+            elif r.get("status") != "ok" or r.get("peak_mem_mb") is None:
+                cells.append(r.get("status", "?"))
+            else:
+                act = r["peak_mem_mb"] - (r.get("resident_mem_mb") or 0.0)
+                cells.append(f"{r['peak_mem_mb']:.0f} / {act:.0f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="run folder (or its rows.jsonl)")
+    ap.add_argument("--pairs", default=None, help="A:B,C:D model pairs (default: PaCa vs Swin/PVT)")
+    args = ap.parse_args(argv)
+    if not args.run.exists():
+        print(f"summarize: error: no such run: {args.run}", file=sys.stderr)
+        return 2
+    rows = [r for r in _rows(args.run) if r.get("task", "cost") == "cost" and r.get("resolution")]
+    if not rows:
+        print(f"summarize: error: no cost rows in {args.run}", file=sys.stderr)
+        return 2
+    pairs = DEFAULT_PAIRS
+    if args.pairs:
+        pairs = tuple(tuple(p.split(":", 1)) for p in args.pairs.split(","))
+    ok = sum(r.get("status") == "ok" for r in rows)
+    dev = next((r.get("device_name") for r in rows if r.get("device_name")), "?")
+    out = [
+        f"# {rows[0].get('suite', '')} on {dev}: {len(rows)} rows ({ok} ok)\n",
+        latency_section(rows, pairs),
+        *(latency_table(rows, bs, dt) for bs, dt in _settings(rows)),
+        memory_section(rows),
+    ]
+    sys.stdout.write("\n\n".join(p for p in out if p) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
