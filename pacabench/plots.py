@@ -71,7 +71,7 @@ def _cost(df: pd.DataFrame) -> pd.DataFrame:
 
 def _group_cols(df: pd.DataFrame) -> list[str]:
     cols = ["model"]
-    for c in ("batch_size", "dtype", "device", "channels_last", "compile"):
+    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl"):
         if c in df.columns and df[c].astype(str).nunique() > 1:
             cols.append(c)
     return cols

@@ -64,7 +64,7 @@ def _res_label(r) -> str:
 def _group_cols(df: pd.DataFrame) -> list[str]:
     """Model plus whichever of batch/dtype/device/... vary in this run."""
     cols = ["model"]
-    for c in ("batch_size", "dtype", "device", "channels_last", "compile"):
+    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl"):
         if c in df.columns and df[c].astype(str).nunique() > 1:
             cols.append(c)
     return cols

@@ -52,6 +52,8 @@ class Row:
     device_name: str = ""
     channels_last: bool = False
     compile: bool = False
+    attn_impl: str = "sdpa"  # sdpa (fused, ours) | explicit (attention map materialised, as the authors')
+    kwargs: dict[str, Any] | None = None  # extra build arguments of the case (e.g. PaCa clusters)
     status: str = "ok"  # ok | oom | error | skipped
     error: str | None = None
     # cost

@@ -89,6 +89,8 @@ def _base_row(case: Case) -> Row:
         device_name=_device_name(case.device),
         channels_last=case.channels_last,
         compile=case.compile,
+        attn_impl=str(case.kwargs.get("attn_impl", "sdpa")),
+        kwargs=dict(case.kwargs) or None,
         checkpoint=case.checkpoint,
         threads=torch.get_num_threads(),
         torch_version=torch.__version__,

@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu/run.sh [OUTDIR]            # on the GPU machine (OUTDIR default: $OUT, else out/gpu)
 #   bash benchmarks/gpu/run.sh --dry-run OUTDIR    # anywhere, no CUDA: same stages at tiny sizes on the CPU
+#   options (before OUTDIR): --suite FILE (default suites/high_resolution.yaml), --no-tests (skip stage 3)
 #
 # Stages (each logged, timed, and run even when an earlier one failed):
 #   1. packages: install .whl/ (built by benchmarks/gpu/wheels.sh) into a private folder first on
@@ -21,7 +22,18 @@ cd "$(dirname "$0")/../.." || exit 2
 REPO=$(pwd)
 
 DRY=0
-if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
+TESTS=1
+SUITE=suites/high_resolution.yaml
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) DRY=1; shift ;;
+        --no-tests) TESTS=0; shift ;;
+        --suite) SUITE=${2:?--suite needs a file}; shift 2 ;;
+        -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+        *) break ;;
+    esac
+done
+[ -f "$SUITE" ] || { echo "run.sh: no such suite: $SUITE" >&2; exit 2; }
 OUTDIR=${1:-${OUT:-out/gpu}}
 PY=${PYTHON:-python3}
 BUDGET=${GPU_RUN_BUDGET_S:-450}
@@ -81,20 +93,24 @@ EOF
     cat "$WORK/env/packages.txt"
 
     stage "3. pytest -m cuda"
-    # warnings are not what these tests prove: another machine's package versions must not fail them
-    timeout 240 "$PY" -m pytest -m cuda tests/test_cuda.py -q -rA -p no:cacheprovider \
-        -W ignore::DeprecationWarning -W ignore::FutureWarning -W ignore::UserWarning \
-        --junitxml="$WORK/pytest-cuda.xml" > "$WORK/pytest-cuda.txt" 2>&1
-    rc=$?
-    tail -25 "$WORK/pytest-cuda.txt"
-    [ $DRY = 1 ] && [ $rc -eq 5 ] && rc=0  # dry run: every test skipped is the expected outcome
-    record pytest-cuda $rc
+    if [ $TESTS = 1 ]; then
+        # warnings are not what these tests prove: another machine's package versions must not fail them
+        timeout 240 "$PY" -m pytest -m cuda tests/test_cuda.py -q -rA -p no:cacheprovider \
+            -W ignore::DeprecationWarning -W ignore::FutureWarning -W ignore::UserWarning \
+            --junitxml="$WORK/pytest-cuda.xml" > "$WORK/pytest-cuda.txt" 2>&1
+        rc=$?
+        tail -25 "$WORK/pytest-cuda.txt"
+        [ $DRY = 1 ] && [ $rc -eq 5 ] && rc=0  # dry run: every test skipped is the expected outcome
+        record pytest-cuda $rc
+    else
+        echo "skipped (--no-tests)"
+    fi
 
     stage "4. suite"
-    local suite=suites/high_resolution.yaml
+    local suite=$SUITE
     if [ $DRY = 1 ]; then
-        suite="$WORK/high_resolution.yaml"
-        "$PY" benchmarks/gpu/dry_suite.py suites/high_resolution.yaml "$suite"
+        suite="$WORK/$(basename "$SUITE")"
+        "$PY" benchmarks/gpu/dry_suite.py "$SUITE" "$suite"
         record dry-suite $?
     fi
     local left=$(( BUDGET - $(elapsed) - 45 ))  # keep 45 s for the report and the archive
@@ -144,7 +160,7 @@ pack() {
 
 finish() {
     local failed
-    failed=$(tr '\n' ' ' < "$WORK/failed" 2>/dev/null)
+    failed=$( [ -f "$WORK/failed" ] && tr '\n' ' ' < "$WORK/failed")
     stage "done in $(elapsed)s; failed stages: ${failed:-none}"
     [ -z "$failed" ]
 }

@@ -26,6 +26,8 @@ __all__ = [
     "CheckpointError",
     "LoadReport",
     "create_model",
+    "set_attn_impl",
+    "ATTN_IMPLS",
     "list_models",
     "get_spec",
     "model_names",
@@ -159,8 +161,13 @@ def create_model(
     strides 4/8/16/32, for every family. ``checkpoint``: a local file (flat state_dict, or
     under ``state_dict``/``model``; ``module.``/``backbone.`` stripped), loaded strictly by key
     unless ``features_only`` (then the classifier is ignored and shape-mismatched tensors keep
-    their fresh init, with a one-line notice on stderr).
+    their fresh init, with a one-line notice on stderr). ``attn_impl``: ``"sdpa"`` (default: every
+    family's attention through fused ``scaled_dot_product_attention``) or ``"explicit"`` (the
+    attention map materialised, as the authors' reference code and timm's unfused path do).
     """
+    attn_impl = kwargs.pop("attn_impl", "sdpa")
+    if attn_impl not in ATTN_IMPLS:
+        raise ValueError(f"attn_impl must be one of {', '.join(ATTN_IMPLS)}, got {attn_impl!r}")
     spec = get_spec(name)
     hw = to_hw(img_size)
     if hw is not None:
@@ -204,9 +211,29 @@ def create_model(
             print(f"[pacabench] {name}: {note}", file=sys.stderr)
         model.pacabench_load_report = report
 
+    set_attn_impl(model, attn_impl)
     if features_only and spec.source == "timm":
         model = TimmFeatures(model, nhwc=spec.family == "swin")
     return model.eval()
+
+
+ATTN_IMPLS = ("sdpa", "explicit")
+
+
+def set_attn_impl(model: nn.Module, impl: str) -> int:
+    """Switch every attention module of ``model`` (any family) to ``sdpa`` or ``explicit``;
+    returns how many modules were switched. timm's modules carry ``fused_attn``; ours ``attn_impl``."""
+    if impl not in ATTN_IMPLS:
+        raise ValueError(f"attn_impl must be one of {', '.join(ATTN_IMPLS)}, got {impl!r}")
+    n = 0
+    for mod in model.modules():
+        if hasattr(mod, "attn_impl"):
+            mod.attn_impl = impl
+            n += 1
+        elif hasattr(mod, "fused_attn"):
+            mod.fused_attn = impl == "sdpa"
+            n += 1
+    return n
 
 
 class TimmFeatures(nn.Module):

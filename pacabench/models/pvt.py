@@ -78,6 +78,8 @@ class Attention(nn.Module):
     (Conv2d, kernel = stride = sr_ratio) and ``norm`` (LayerNorm eps 1e-5); ``kv`` gives 2C
     channels per token laid out (2, heads, head_dim): the first C are K, the last C are V.
     softmax(q kᵀ · scale) v through ``scaled_dot_product_attention``, then ``proj``.
+    ``attn_impl = "explicit"`` computes it as the authors' code does instead, materialising the
+    B×heads×N×M attention map: the quadratic memory of spatial-reduction attention.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.sr_ratio = sr_ratio
+        self.attn_impl = "sdpa"  # or "explicit" (set_attn_impl on the model)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
             self.norm = nn.LayerNorm(dim)  # eps 1e-5, as the authors'
@@ -116,9 +119,13 @@ class Attention(nn.Module):
             x = self.norm(self.sr(x).flatten(2).transpose(1, 2))
         kv = self.kv(x).reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         k, v = kv.unbind(0)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
-        )
+        if self.attn_impl == "explicit":
+            attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+            x = F.dropout(attn, self.attn_drop, self.training) @ v
+        else:
+            x = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
+            )
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))
 
