@@ -77,6 +77,10 @@ def test_cuda_event_latency_agrees_with_torch_utils_benchmark():
     second = measure_latency(forward, batch_size=32, warmup=2, iters=60, device="cuda")
     assert first.timer == "cuda_event" and len(first.times_ms) == 60
     ours_ms = sorted([first.median_ms, second.median_ms])[0 if theirs_ms < first.median_ms else 1]
+    print(
+        f"swin_tiny b32 224 fp32: pacabench {first.median_ms:.3f} / {second.median_ms:.3f} ms, "
+        f"torch.utils.benchmark {theirs_ms:.3f} ms, ratio {ours_ms / theirs_ms:.4f}"
+    )
     assert abs(ours_ms / theirs_ms - 1.0) < 0.05, (first.median_ms, second.median_ms, theirs_ms)
 
 
@@ -123,6 +127,7 @@ def test_out_of_memory_becomes_a_row_and_the_next_case_runs():
         big = run_case(_case("pvt_v2_b0", 2048, batch=8, metrics=("params", "latency", "memory")))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
+    print(f"capped at 2 GiB: {big.status}: {big.error}")
     assert big.status == "oom", (big.status, big.error)
     assert "out of memory" in big.error.lower()
     assert big.params is not None and big.latency_ms_median is None
@@ -190,6 +195,7 @@ def test_bf16_activation_memory_below_fp32():
     for r in rows.values():
         assert r.status == "ok", r.error
     act = {dt: r.peak_mem_mb - r.resident_mem_mb for dt, r in rows.items()}
+    print(f"pacavit_tiny 1024² activation MiB: {act}")
     assert 0 < act["bf16"] < act["fp32"], act
 
 
@@ -227,6 +233,7 @@ def test_one_gpu_nccl_eval_equals_cpu_eval(tmp_path):
     lines = [ln for ln in out.stdout.splitlines() if ln.strip().startswith("{")]
     assert len(lines) == 1, out.stdout
     gpu = json.loads(lines[0])
+    print({k: (cpu[k], gpu[k]) for k in ("top1", "top5", "num_images")}, gpu["dist_backend"])
     assert (gpu["device"], gpu["world_size"], gpu["dist_backend"]) == ("cuda", 1, "nccl")
     for k in ("top1", "top5", "num_images"):
         assert gpu[k] == cpu[k], k

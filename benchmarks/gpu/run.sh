@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/gpu/run.sh [OUTDIR]            # on the GPU machine (OUTDIR default: $OUT, else out/gpu)
 #   bash benchmarks/gpu/run.sh --dry-run OUTDIR    # anywhere, no CUDA: same stages at tiny sizes on the CPU
-#   options (before OUTDIR): --suite FILE (default suites/high_resolution.yaml), --no-tests (skip stage 3)
+#   options (before OUTDIR): --suite FILE (default suites/high_resolution.yaml), --no-tests (skip
+#   stage 3), --no-suite (skip stages 4-5)
 #
 # Stages (each logged, timed, and run even when an earlier one failed):
 #   1. packages: install .whl/ (built by benchmarks/gpu/wheels.sh) into a private folder first on
@@ -23,11 +24,13 @@ REPO=$(pwd)
 
 DRY=0
 TESTS=1
+RUN_SUITE=1
 SUITE=suites/high_resolution.yaml
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY=1; shift ;;
         --no-tests) TESTS=0; shift ;;
+        --no-suite) RUN_SUITE=0; shift ;;
         --suite) SUITE=${2:?--suite needs a file}; shift 2 ;;
         -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
         *) break ;;
@@ -106,6 +109,7 @@ EOF
         echo "skipped (--no-tests)"
     fi
 
+    if [ $RUN_SUITE = 0 ]; then return; fi
     stage "4. suite"
     local suite=$SUITE
     if [ $DRY = 1 ]; then
