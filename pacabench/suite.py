@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .casekey import CaseKey, canonical_kwargs, checkpoint_digest
+from .errors import PacabenchError
+from .metrics import COST_MEASURES, MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
 
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
-METRICS = ("params", "flops", "latency", "memory", "imagenet", "ade20k", "coco")
+METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.metrics)
 DTYPES = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {
@@ -57,10 +60,10 @@ TOP_KEYS = {
 }
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
 LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s"}
-EVAL_KEYS = {"imagenet", "ade20k", "coco"}
+EVAL_KEYS = set(TASKS)
 
 
-class SuiteError(ValueError):
+class SuiteError(PacabenchError):
     """A suite file that does not validate: one line, with file and line number."""
 
 
@@ -104,18 +107,22 @@ class Case:
     head: str | None = None
 
     @property
-    def case_id(self) -> str:
-        parts = [
-            self.task,
-            self.model + (f"+{self.head}" if self.head else ""),
-            f"{self.resolution[0]}x{self.resolution[1]}",
-            str(self.batch_size),
-            self.dtype,
-            self.device,
-            str(int(self.channels_last)),
-            str(int(self.compile)),
-        ]
-        return "|".join(parts)
+    def key(self) -> CaseKey:
+        """This case's identity (the same as that of the row it produces)."""
+        return CaseKey(
+            task=self.task,
+            model=self.model,
+            head=self.head,
+            resolution=tuple(self.resolution),
+            batch_size=self.batch_size,
+            dtype=self.dtype,
+            device=self.device,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            checkpoint=self.checkpoint,
+            checkpoint_sha=checkpoint_digest(self.checkpoint),
+            kwargs=canonical_kwargs(self.kwargs),
+        )
 
     def describe(self) -> str:
         extra = " cl" if self.channels_last else ""
@@ -188,7 +195,7 @@ class Suite:
         """Expand to cases, in a stable order: model, resolution, batch, dtype; then eval tasks."""
         dev = self.resolved_device(device)
         lat = self.latency_for(dev)
-        cost_metrics = tuple(m for m in self.metrics if m in ("params", "flops", "latency", "memory"))
+        cost_metrics = tuple(m for m in self.metrics if m in COST_MEASURES)
         out: list[Case] = []
         for m in self.models:
             res_list = list(m.resolutions) if m.resolutions else self.resolutions
@@ -221,14 +228,14 @@ class Suite:
                 cfg = dict(cfg)
                 ckpts = cfg.pop("checkpoints", {}) or {}
                 ckpt = m.checkpoint or ckpts.get(m.name)
-                res = cfg.get("img_size") or (512 if task == "ade20k" else 800 if task == "coco" else 224)
+                res = cfg.get("img_size") or TASKS[task].resolution
                 hw = to_hw(res) if not isinstance(res, tuple) else res
                 out.append(
                     Case(
                         suite=self.name,
                         model=m.name,
                         resolution=hw,
-                        batch_size=int(cfg.get("batch_size", 1 if task != "imagenet" else 64)),
+                        batch_size=int(cfg.get("batch_size", TASKS[task].batch_size)),
                         dtype=self.dtypes[0],
                         device=dev,
                         channels_last=self.channels_last,
@@ -244,9 +251,6 @@ class Suite:
                     )
                 )
         return out
-
-    def with_overrides(self, **kw) -> Suite:
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
 # --------------------------------------------------------------------------------------------

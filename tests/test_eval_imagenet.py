@@ -231,7 +231,7 @@ def test_bf16_autocast_runs(setup):
 def test_cli_json_is_one_object(setup):
     from typer.testing import CliRunner
 
-    from pacabench.eval.cli import eval_app
+    from pacabench.cli._eval import eval_app
 
     _, folder, _, ckpt, m = setup
     res = CliRunner().invoke(

@@ -30,7 +30,7 @@ eval:
         "acc.yaml",
     )
     rd = RunDir(tmp_path / "run")
-    runner.run_suite(suite, rd, progress=False)
+    runner.run_suite(suite, rd)
     (row,) = rd.rows()
     assert row["status"] == "ok", row["error"]
     assert row["task"] == "imagenet" and row["checkpoint"] == str(ckpt)

@@ -295,9 +295,9 @@ def evaluate_ade20k(
     dev = resolve_device(device, info)
     check_dtype(dtype)
     if mode not in ("whole", "slide"):
-        raise UsageError(f"--mode must be 'whole' or 'slide', got '{mode}'")
+        raise UsageError(f"mode must be 'whole' or 'slide', got '{mode}'")
     if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"limit must be at least 1, got {limit}")
     if crop_size < 32 or stride < 1:
         raise UsageError(f"crop size {crop_size} / stride {stride} are invalid")
     if workers is None:
@@ -328,7 +328,7 @@ def evaluate_ade20k(
     if save_predictions is not None:
         out_dir = Path(save_predictions)
         if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--save-predictions must be a folder: {out_dir}")
+            raise UsageError(f"save_predictions must be a folder: {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
 
     ds = Subset(ADE20kEval(samples, scale, n_cls), shard_indices(len(samples), info))
@@ -407,3 +407,13 @@ def _save_png(path: Path, pred: torch.Tensor) -> None:
 
 
 __all__ += ["ADE20kEval"]
+
+
+def evaluate_case(case) -> dict:
+    """A suite's ADE20k case (``pacabench.metrics.TASKS``): the case's head, default PaCa."""
+    from .common import case_options
+
+    data, cfg = case_options(case)
+    cfg.pop("head", None)
+    head = case.head or "paca"
+    return evaluate_ade20k(case.model, data, head=head, checkpoint=case.checkpoint, device=case.device, **cfg)

@@ -318,7 +318,7 @@ def evaluate_coco(
     info = init_distributed(device)
     try:
         if limit is not None and limit <= 0:
-            raise UsageError(f"--limit must be positive, got {limit}")
+            raise UsageError(f"limit must be positive, got {limit}")
         coco = load_coco_annotations(ann)
         img_dir = require_dir(data, "image folder")
         label_to_cat = label_to_category_map(coco, num_classes)
@@ -332,7 +332,7 @@ def evaluate_coco(
         if save_predictions is not None and info.is_main:
             out_dir = Path(save_predictions).expanduser().resolve().parent
             if not out_dir.is_dir():
-                raise UsageError(f"--save-predictions: folder does not exist: {out_dir}")
+                raise UsageError(f"save_predictions: folder does not exist: {out_dir}")
 
         dev = resolve_device(device, info)
         torch.manual_seed(seed)
@@ -412,3 +412,12 @@ def format_metrics(res: dict[str, Any]) -> str:
     for t in ("bbox", "segm"):
         lines.append(f"{t:5s} " + " ".join(f(res[f"{t}_{s}"]) for s in _STAT_NAMES))
     return "\n".join(lines)
+
+
+def evaluate_case(case) -> dict:
+    """A suite's COCO case (``pacabench.metrics.TASKS``): ``eval.coco.ann`` names the annotations."""
+    from .common import case_options
+
+    data, cfg = case_options(case)
+    ann = cfg.pop("ann")
+    return evaluate_coco(case.model, data, ann, checkpoint=case.checkpoint, device=case.device, **cfg)

@@ -139,7 +139,7 @@ def build_transform(model: torch.nn.Module, *, img_size=None, crop_pct=None, int
             args["input_size"] = (3, int(h), int(w))
     if crop_pct is not None:
         if not 0 < crop_pct <= 1.0:
-            raise UsageError(f"--crop-pct must be in (0, 1], got {crop_pct}")
+            raise UsageError(f"crop_pct must be in (0, 1], got {crop_pct}")
         args["crop_pct"] = crop_pct
     if interpolation is not None:
         if interpolation not in INTERPOLATIONS:
@@ -242,9 +242,9 @@ def evaluate_imagenet(
     dev = resolve_device(device, info)
     check_dtype(dtype)
     if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"limit must be at least 1, got {limit}")
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
 
@@ -369,3 +369,19 @@ def _write_predictions(path: Path, rows, samples: list[Sample]) -> None:
                     json.dumps({"path": samples[i].rel, "label": samples[i].label, "pred": p1, "top5": top})
                     + "\n"
                 )
+
+
+def evaluate_case(case) -> dict:
+    """A suite's ImageNet case (``pacabench.metrics.TASKS``): the model config's input size."""
+    from .common import case_options
+
+    data, cfg = case_options(case)
+    return evaluate_imagenet(
+        case.model,
+        data,
+        checkpoint=case.checkpoint,
+        device=case.device,
+        dtype=case.dtype,
+        img_size=None,
+        **cfg,
+    )

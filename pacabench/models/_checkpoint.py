@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import PacabenchError
+
 __all__ = ["CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PacabenchError):
     """A checkpoint that cannot be read or does not fit the model (one-line message)."""
 
 

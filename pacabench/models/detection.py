@@ -51,7 +51,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-from . import CheckpointError, create_model, get_spec, read_state_dict
+from . import CheckpointError, create_model, feature_channels, get_spec, read_state_dict
 
 __all__ = [
     "COCO_CATEGORY_IDS",
@@ -313,21 +313,6 @@ class BackboneFPN(nn.Module):
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
 
 
-def _feature_channels(body: nn.Module) -> list[int]:
-    fi = body.feature_info
-    if hasattr(fi, "channels"):
-        return list(fi.channels())
-    return [int(d["num_chs"]) for d in fi]
-
-
-def _backbone_kwargs(family: str) -> dict[str, Any]:
-    if family == "swin":
-        # arbitrary (padded) input sizes; like the Swin detection backbone, every stage is cut
-        # into full 7×7 windows and odd blocks shifted even when a map is smaller than a window
-        return {"dynamic_img_size": True, "always_partition": True}
-    return {}
-
-
 # --------------------------------------------------------------------------------------------
 # builder
 # --------------------------------------------------------------------------------------------
@@ -374,7 +359,7 @@ def create_detector(
                 f"{_ckpt_name(checkpoint)} is not a Mask R-CNN checkpoint (no neck./rpn_head./roi_head. keys)"
             )
 
-    kwargs = _backbone_kwargs(spec.family)
+    kwargs = dict(spec.family_spec.detection_kwargs)
     backbone_ckpt = None
     if mm_sd is not None:
         backbone_ckpt = {k[len("backbone.") :]: v for k, v in mm_sd.items() if k.startswith("backbone.")}
@@ -420,7 +405,7 @@ def _assemble(
     score_thresh,
     mask_threshold,
 ) -> MaskRCNN:
-    neck = BackboneFPN(body, _feature_channels(body))
+    neck = BackboneFPN(body, feature_channels(body))
     c = FPN_CHANNELS
     model = MaskRCNN(
         neck,

@@ -367,13 +367,6 @@ def parse_segmentor_name(name: str) -> tuple[str, str]:
     )
 
 
-def _feature_channels(backbone: nn.Module) -> list[int]:
-    info = backbone.feature_info
-    if hasattr(info, "channels"):
-        return list(info.channels())
-    return [int(d["num_chs"]) for d in info]
-
-
 def _read_seg_state_dict(checkpoint) -> tuple[str, dict]:
     from ._checkpoint import CheckpointError, read_state_dict
 
@@ -420,7 +413,7 @@ def create_segmentor(
     UperNet, ignored for the PaCa head), loaded strictly; what went where is in
     ``segmentor.load_report`` and printed on stderr.
     """
-    from . import create_model, get_spec
+    from . import create_model, feature_channels, get_spec
     from ._checkpoint import CheckpointError
 
     if head in ("pacahead",):
@@ -428,15 +421,15 @@ def create_segmentor(
     if head not in HEADS:
         raise ValueError(f"unknown segmentation head '{head}' (choose from {', '.join(HEADS)})")
     spec = get_spec(backbone)
+    fam = spec.family_spec
     kwargs = dict(backbone_kwargs)
-    if spec.family == "paca_vit":
-        kwargs["clusters"] = list(clusters) if clusters is not None else [200, 200, 200, 0]
+    if fam.downstream_clusters is not None:
+        kwargs["clusters"] = list(clusters) if clusters is not None else list(fam.downstream_clusters)
     elif clusters is not None:
-        raise ValueError(f"--clusters applies to PaCa-ViT backbones only, not {backbone}")
-    pad_to = 1
-    if spec.family == "swin":
-        kwargs.setdefault("strict_img_size", False)
-        pad_to = 32
+        raise ValueError(f"clusters apply to PaCa-ViT backbones only, not {backbone}")
+    for k, v in fam.segmentation_kwargs.items():
+        kwargs.setdefault(k, v)
+    pad_to = fam.segmentation_pad_to
     if img_size is None:
         img_size = 512
 
@@ -452,11 +445,11 @@ def create_segmentor(
         from . import TimmFeatures
 
         inner = create_model(backbone, img_size=img_size, num_classes=0, checkpoint=bb_sd, **kwargs)
-        bb = TimmFeatures(inner, nhwc=spec.family == "swin")
+        bb = TimmFeatures(inner, nhwc=fam.nhwc_features)
         bb.pacabench_load_report = getattr(inner, "pacabench_load_report", None)
     else:
         bb = create_model(backbone, img_size=img_size, features_only=True, checkpoint=bb_sd, **kwargs)
-    channels = _feature_channels(bb)
+    channels = feature_channels(bb)
     if head == "paca":
         dec = PaCaHead(channels, 256, num_classes)
         aux = None
