@@ -216,12 +216,7 @@ class PyramidVisionTransformer(nn.Module):
         self.num_stages = len(depths)
 
         # position-embedding grids: the 224 grid of each stage (56², 28², 14², 7²)
-        grids = []
-        g = PRETRAIN_SIZE // patch_size
-        for i in range(self.num_stages):
-            if i > 0:
-                g //= 2
-            grids.append((g, g))
+        grids = [((PRETRAIN_SIZE // patch_size) >> i,) * 2 for i in range(self.num_stages)]
         self.pos_embed_grids = tuple(grids)
 
         # linear stochastic-depth rule (plain Python so the model also builds on the meta device)

@@ -367,6 +367,36 @@ def parse_segmentor_name(name: str) -> tuple[str, str]:
     )
 
 
+def _load_segmentor(seg: Segmentor, sd: dict, path, backbone: str, clusters) -> SegLoadReport:
+    """Apply the head weights of an mmseg checkpoint (the backbone's were loaded when it was
+    built) and report what went where; a backbone that does not fit is an error."""
+    from ._checkpoint import CheckpointError
+
+    report = SegLoadReport(path=path)
+    bb_report = getattr(seg.backbone, "pacabench_load_report", None)
+    if bb_report is not None:
+        if bb_report.mismatched:
+            raise CheckpointError(
+                f"{path}: backbone does not fit {backbone} "
+                + (f"with clusters {clusters} " if clusters is not None else "")
+                + "(shape mismatch: "
+                + ", ".join(f"{k} {list(a)} vs {list(b)}" for k, a, b in bb_report.mismatched[:4])
+                + ")"
+            )
+        report.backbone_loaded = len(bb_report.loaded)
+        report.backbone_notice = bb_report.notice()
+    report.decode_head_loaded = _load_head(seg.decode_head, sd, "decode_head.", path)
+    has_aux = any(k.startswith("auxiliary_head.") for k in sd)
+    if has_aux and seg.auxiliary_head is not None:
+        _load_head(seg.auxiliary_head, sd, "auxiliary_head.", path)
+        report.auxiliary_head = "loaded"
+    elif has_aux:
+        report.auxiliary_head = "ignored"
+    known = ("backbone.", "decode_head.", "auxiliary_head.")
+    report.ignored = tuple(k for k in sd if not k.startswith(known))
+    return report
+
+
 def _read_seg_state_dict(checkpoint) -> tuple[str, dict]:
     from ._checkpoint import CheckpointError, read_state_dict
 
@@ -459,29 +489,7 @@ def create_segmentor(
     seg = Segmentor(bb, dec, aux, pad_to=pad_to, name=f"{_NAME_PREFIX[head]}_{backbone}")
 
     if sd is not None:
-        report = SegLoadReport(path=path)
-        bb_report = getattr(bb, "pacabench_load_report", None)
-        if bb_report is not None:
-            if bb_report.mismatched:
-                raise CheckpointError(
-                    f"{path}: backbone does not fit {backbone} "
-                    + (f"with clusters {kwargs['clusters']} " if "clusters" in kwargs else "")
-                    + "(shape mismatch: "
-                    + ", ".join(f"{k} {list(a)} vs {list(b)}" for k, a, b in bb_report.mismatched[:4])
-                    + ")"
-                )
-            report.backbone_loaded = len(bb_report.loaded)
-            report.backbone_notice = bb_report.notice()
-        report.decode_head_loaded = _load_head(dec, sd, "decode_head.", path)
-        has_aux = any(k.startswith("auxiliary_head.") for k in sd)
-        if has_aux and aux is not None:
-            _load_head(aux, sd, "auxiliary_head.", path)
-            report.auxiliary_head = "loaded"
-        elif has_aux:
-            report.auxiliary_head = "ignored"
-        known = ("backbone.", "decode_head.", "auxiliary_head.")
-        report.ignored = tuple(k for k in sd if not k.startswith(known))
-        seg.load_report = report
+        seg.load_report = _load_segmentor(seg, sd, path, backbone, kwargs.get("clusters"))
         if verbose:
-            print(f"[pacabench] {seg.name}: {report.notice()}", file=sys.stderr)
+            print(f"[pacabench] {seg.name}: {seg.load_report.notice()}", file=sys.stderr)
     return seg.eval()
