@@ -85,6 +85,13 @@ class CaseKey:
             kwargs=canonical_kwargs(d.get("kwargs")),
         )
 
+    def row_fields(self) -> dict[str, Any]:
+        """The key's fields as a row stores them (resolution a list, kwargs a mapping or None)."""
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["resolution"] = list(self.resolution)
+        d["kwargs"] = json.loads(self.kwargs) if self.kwargs else None
+        return d
+
     @property
     def model_label(self) -> str:
         return self.model + (f"+{self.head}" if self.head else "")

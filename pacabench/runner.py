@@ -33,6 +33,7 @@ from .measure.memory import measure_peak_memory, resident_bytes
 from .metrics import TASKS, metrics_of
 from .models import ResolutionError, create_model, get_spec
 from .results import Row, RunDir
+from .sizes import tokens
 from .suite import Case, Suite
 
 __all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState"]
@@ -81,30 +82,18 @@ def _device_name(device: str) -> str:
 def _base_row(case: Case) -> Row:
     import timm
 
-    h, w = case.resolution
     try:
         family = get_spec(case.model).family
     except Exception:  # noqa: BLE001
         family = ""
     key = case.key
     return Row(
+        **key.row_fields(),
         suite=case.suite,
         case_id=str(key),
-        model=case.model,
-        head=case.head,
         family=family,
-        task=case.task,
-        resolution=[h, w],
-        tokens=(h // 4) * (w // 4),
-        batch_size=case.batch_size,
-        dtype=case.dtype,
-        device=case.device,
+        tokens=tokens(case.resolution),
         device_name=_device_name(case.device),
-        channels_last=case.channels_last,
-        compile=case.compile,
-        checkpoint=case.checkpoint,
-        checkpoint_sha=key.checkpoint_sha,
-        kwargs=dict(case.kwargs) or None,
         threads=torch.get_num_threads(),
         torch_version=torch.__version__,
         timm_version=timm.__version__,

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .casekey import CaseKey, canonical_kwargs, checkpoint_digest
+from .casekey import CaseKey, checkpoint_digest
 from .errors import PacabenchError
 from .metrics import COST_MEASURES, MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
@@ -109,20 +109,7 @@ class Case:
     @property
     def key(self) -> CaseKey:
         """This case's identity (the same as that of the row it produces)."""
-        return CaseKey(
-            task=self.task,
-            model=self.model,
-            head=self.head,
-            resolution=tuple(self.resolution),
-            batch_size=self.batch_size,
-            dtype=self.dtype,
-            device=self.device,
-            channels_last=self.channels_last,
-            compile=self.compile,
-            checkpoint=self.checkpoint,
-            checkpoint_sha=checkpoint_digest(self.checkpoint),
-            kwargs=canonical_kwargs(self.kwargs),
-        )
+        return CaseKey.from_row({**self.to_dict(), "checkpoint_sha": checkpoint_digest(self.checkpoint)})
 
     def describe(self) -> str:
         extra = " cl" if self.channels_last else ""

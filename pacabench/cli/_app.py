@@ -32,3 +32,16 @@ def out():
 
     c = Console()
     return c if c.is_terminal else Console(width=120)
+
+
+def latest_or_fail(results_dir, suite: str | None, what: str, hint: str):
+    """The latest run folder under ``results_dir`` (of ``suite``), or a UsageError
+    "``what`` under DIR [for suite 'S'] (``hint``)"."""
+    from ..errors import UsageError
+    from ..results import latest_run
+
+    path = latest_run(results_dir, suite)
+    if path is None:
+        where = f" for suite '{suite}'" if suite else ""
+        raise UsageError(f"{what} under {results_dir}{where} ({hint})")
+    return path

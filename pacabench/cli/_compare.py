@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
+from ._app import latest_or_fail
 
 
 def register(app: typer.Typer) -> None:
@@ -85,17 +86,9 @@ def compare_cmd(
 
 def _latest_for(base_rows: list[dict], baseline: Path, results_dir: Path) -> Path:
     from ..compare import suite_of
-    from ..results import latest_run
 
     suite = suite_of(base_rows, baseline)
-    latest = latest_run(results_dir, suite)
-    if latest is None:
-        raise UsageError(
-            f"no run to compare under {results_dir}"
-            + (f" for suite '{suite}'" if suite else "")
-            + " (give RUN, or `pacabench run SUITE` first)"
-        )
-    return latest
+    return latest_or_fail(results_dir, suite, "no run to compare", "give RUN, or `pacabench run SUITE` first")
 
 
 def baseline_update(
@@ -146,8 +139,6 @@ def baseline_update(
 
 def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: Path) -> tuple[str, Path]:
     """The suite's name and the run to take the rows from (measured first with --measure)."""
-    from ..results import latest_run
-
     name = suite
     sp = Path(suite)
     if sp.suffix in (".yaml", ".yml") or sp.exists():
@@ -160,26 +151,16 @@ def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: P
         suite_file = sp if sp.suffix in (".yaml", ".yml") else Path("suites") / f"{name}.yaml"
         if not suite_file.exists():
             raise UsageError(f"--measure needs the suite file; {suite_file} does not exist")
-        from ._run import run as run_command
+        from ._run import execute_run
 
-        run_command(
-            suite_file,
-            resume=False,
-            resume_from=None,
-            device=None,
-            isolate=None,
-            results_dir=results_dir,
-            run_id=None,
-            progress=sys.stderr.isatty(),
-            report=False,
-        )
+        execute_run(suite_file, results_dir=results_dir, progress=sys.stderr.isatty(), report=False)
     if run is None:
+        from ..results import latest_run
+
         run = latest_run(results_dir, name)
-        if run is None:
-            raise UsageError(
-                f"no run of suite '{name}' under {results_dir} (`pacabench run suites/{name}.yaml`, "
-                "or --run RUN, or --measure)"
-            )
+    if run is None:
+        hint = f"`pacabench run suites/{name}.yaml`, or --run RUN, or --measure"
+        raise UsageError(f"no run of suite '{name}' under {results_dir} ({hint})")
     return name, run
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
-from ._app import DEFAULT_RESULTS, console
+from ._app import DEFAULT_RESULTS, console, latest_or_fail
 
 FORMATS = ("markdown", "csv", "html", "latex")  # the names of report_formats.RENDERERS
 
@@ -90,17 +90,8 @@ def _emit(text: str, output: Path | None, stdout_end: str = "") -> None:
 
 def resolve_run(run_path: Path | None, results_dir: Path, suite: str | None) -> Path:
     """The run folder named on the command line, or the latest one (of ``suite``)."""
-    from ..results import latest_run
-
     if run_path is not None:
         if not run_path.exists():
             raise UsageError(f"no such run: {run_path}")
         return run_path
-    p = latest_run(results_dir, suite)
-    if p is None:
-        raise UsageError(
-            f"no runs under {results_dir}"
-            + (f" for suite '{suite}'" if suite else "")
-            + " (run `pacabench run SUITE` first)"
-        )
-    return p
+    return latest_or_fail(results_dir, suite, "no runs", "run `pacabench run SUITE` first")

@@ -29,6 +29,25 @@ def run(
     report: bool = typer.Option(True, "--report/--no-report", help="Print the markdown report at the end."),
 ):
     """Run a suite: every model × resolution × batch × dtype case becomes a row in results/."""
+    execute_run(
+        suite, resume=resume, resume_from=resume_from, device=device, isolate=isolate,
+        results_dir=results_dir, run_id=run_id, progress=progress, report=report,
+    )  # fmt: skip
+
+
+def execute_run(
+    suite: Path,
+    *,
+    results_dir: Path,
+    resume: bool = False,
+    resume_from: Path | None = None,
+    device: str | None = None,
+    isolate: bool | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+    report: bool = True,
+) -> None:
+    """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
     from ..runner import run_suite
     from ..suite import load_suite
 

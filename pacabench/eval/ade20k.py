@@ -26,10 +26,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from ..errors import UsageError
-from .common import autocast, check_dtype, raise_if_any_failed, reduce_max, resolve_device, sync
+from .common import (
+    SampleDataset,
+    autocast,
+    check_dtype,
+    raise_if_any_failed,
+    reduce_max,
+    resolve_device,
+    sync,
+)
 from .distributed import all_reduce_sum, gather_objects, init_distributed, shard_indices
 
 __all__ = [
@@ -159,14 +167,13 @@ def load_annotation(path: str, num_classes: int = 150) -> np.ndarray:
     return out
 
 
-class ADE20kEval(Dataset):
+class ADE20kEval(SampleDataset):
+    """Items: (index, image, label map, error message or None), at the test scale."""
+
     def __init__(self, samples: list[SegSample], scale, num_classes: int):
-        self.samples = samples
+        super().__init__(samples)
         self.scale = scale
         self.num_classes = num_classes
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def __getitem__(self, i: int):
         s = self.samples[i]

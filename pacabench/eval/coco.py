@@ -282,16 +282,17 @@ def evaluate_coco(
     ann: str | os.PathLike,
     *,
     checkpoint: str | os.PathLike | None = None,
-    limit: int | None = None,
-    device: str = "auto",
-    save_predictions: str | os.PathLike | None = None,
-    workers: int = 2,
+    num_classes: int = 80,
+    # the test protocol: short side, long-side cap, RPN proposals kept, detections per image
     min_size: int = 800,
     max_size: int = 1333,
     max_proposals: int = 1000,
     max_detections: int = 100,
-    num_classes: int = 80,
+    limit: int | None = None,
+    device: str = "auto",
+    workers: int = 2,
     seed: int = 0,
+    save_predictions: str | os.PathLike | None = None,
     log=None,
 ) -> dict[str, Any]:
     """COCO bbox/segm AP of Mask R-CNN on ``model`` (a backbone name) over ``data`` + ``ann``.

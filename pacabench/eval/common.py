@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Dataset
 
 from ..errors import UsageError
 from .distributed import DistInfo, all_reduce_sum, gather_objects
@@ -105,6 +106,17 @@ def pct(num: float, den: float) -> float:
 __all__ += ["check_dtype", "pct", "gather_objects"]
 
 
+class SampleDataset(Dataset):
+    """A dataset over a list of samples; subclasses read item ``i`` and return errors as values
+    (never raising, so a bad file cannot kill a DataLoader worker with a traceback)."""
+
+    def __init__(self, samples: list):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
 def case_options(case) -> tuple[str, dict]:
     """(data folder, remaining options) of a suite case's ``eval.<task>`` settings."""
     cfg = dict(case.eval_config)
@@ -113,4 +125,4 @@ def case_options(case) -> tuple[str, dict]:
     return data, cfg
 
 
-__all__ += ["case_options"]
+__all__ += ["case_options", "SampleDataset"]

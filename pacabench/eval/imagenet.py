@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from ..errors import UsageError
 from .common import (
     IMAGE_EXTENSIONS,
+    SampleDataset,
     autocast,
     check_dtype,
     pct,
@@ -160,16 +161,13 @@ def build_transform(model: torch.nn.Module, *, img_size=None, crop_pct=None, int
     return tf, cfg
 
 
-class ImageNetEval(Dataset):
+class ImageNetEval(SampleDataset):
     """Items: (image tensor or None, label, index, error message or None). Errors are returned,
     not raised, so a bad file never kills a DataLoader worker with a traceback."""
 
     def __init__(self, samples: list[Sample], transform):
-        self.samples = samples
+        super().__init__(samples)
         self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def __getitem__(self, i: int):
         from PIL import Image

@@ -89,6 +89,13 @@ class _DecodeHead(nn.Module):
         return self.conv_seg(self.dropout(x))
 
 
+def _token_projection(c_in: int, c_out: int) -> nn.Sequential:
+    """Linear → BatchNorm over channels → ReLU, on (B, N, C) tokens (mmseg key layout: .0, .2)."""
+    return nn.Sequential(
+        nn.Linear(c_in, c_out), _Transpose(), nn.BatchNorm1d(c_out), _Transpose(), nn.ReLU(inplace=True)
+    )
+
+
 class PaCaHead(_DecodeHead):
     """The PaCa segmentation head.
 
@@ -118,20 +125,8 @@ class PaCaHead(_DecodeHead):
         self.convs = nn.ModuleList([ConvModule(c, channels, 1) for c in in_channels])
         self.q = nn.Sequential(ConvModule(cat, channels, 1))
         self.clustering = nn.Sequential(ConvModule(cat, channels, 1), nn.Conv2d(channels, num_classes, 1))
-        self.k = nn.Sequential(
-            nn.Linear(cat, channels),
-            _Transpose(),
-            nn.BatchNorm1d(channels),
-            _Transpose(),
-            nn.ReLU(inplace=True),
-        )
-        self.v = nn.Sequential(
-            nn.Linear(cat, channels),
-            _Transpose(),
-            nn.BatchNorm1d(channels),
-            _Transpose(),
-            nn.ReLU(inplace=True),
-        )
+        self.k = _token_projection(cat, channels)
+        self.v = _token_projection(cat, channels)
         self.proj = ConvModule(channels, channels, 1)
 
     def forward(self, feats: Sequence[torch.Tensor], return_clustering: bool = False):
