@@ -1,8 +1,10 @@
 """Compare a run against a baseline: the regression check behind ``pacabench compare`` and CI.
 
-Rows are joined on the case identity built from their fields — task, model (+ head), resolution,
-batch size, dtype, device, channels_last, compile — never on ``case_id`` alone, so a baseline
-written by another run (or another machine) still lines up. Then, per metric:
+Rows are joined on the case key built from their fields (``pacabench.casekey.CaseKey``: task,
+model (+ head), resolution, batch size, dtype, device, channels_last, compile, checkpoint and its
+hash, kwargs) — never on ``case_id`` alone, so a baseline written by another run (or another
+machine) still lines up. Which columns are compared, and how, comes from the metric table
+(``pacabench.metrics``: ``kind``, ``spread``, ``tolerance``). Then, per metric:
 
 * **exact** metrics (``params``, ``gflops``) must match to a relative tolerance (default 0.1 %);
   any difference beyond it, up or down, is a regression.

@@ -96,12 +96,47 @@ FAMILIES: dict[str, FamilySpec] = {
 }
 
 
+# Parameters of each model at its default size with 1000 classes: what `pacabench models` shows
+# without building anything (tests/test_models.py builds every model on the meta device and
+# checks these). A model missing here is counted on the meta device.
+PARAMS: dict[str, int] = {
+    "swin_tiny_patch4_window7_224": 28_288_354,
+    "swin_small_patch4_window7_224": 49_606_258,
+    "swin_base_patch4_window7_224": 87_768_224,
+    "pvt_v2_b0": 3_666_760,
+    "pvt_v2_b1": 14_009_000,
+    "pvt_v2_b2": 25_362_856,
+    "pvt_v2_b2_li": 22_553_512,
+    "pvt_v2_b3": 45_238_696,
+    "pvt_v2_b4": 62_556_072,
+    "pvt_v2_b5": 81_956_008,
+    "pacavit_tiny_p2cconv_100_0": 12_200_680,
+    "pacavit_small_p2cconv_100_0": 22_037_704,
+    "pacavit_base_p2cconv_100_0": 46_911_304,
+    "pacavit_small_p2cmlp_100_0": 22_637_268,
+    "pacavit_small_p2cconv_2_0": 21_978_120,
+    "pacavit_small_p2cconv_49_0": 22_006_696,
+    "pacavit_small_p2cconv_49_100": 22_227_560,
+    "pacavit_small_p2cconv_100_49": 22_210_696,
+    "pacavit_small_p2cconv_100": 22_245_448,
+    "pacavit_small_p2cconv_100_blockwise": 24_191_944,
+    "pacavit_convmixer_tiny_100": 12_483_672,
+    "pacavit_convmixer_small_100": 21_075_064,
+    "pacavit_convmixer_base_100": 47_659_192,
+    "pvt_tiny": 13_229_288,
+    "pvt_small": 24_485_864,
+    "pvt_medium": 44_208_104,
+    "pvt_large": 61_369_320,
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     family: str  # a key of FAMILIES
     default_resolution: int = 224
     source: str = "timm"  # timm | pacabench
+    params: int | None = None  # at the default size, 1000 classes (PARAMS)
 
     @property
     def family_spec(self) -> FamilySpec:
@@ -115,7 +150,7 @@ def _specs() -> dict[str, ModelSpec]:
         if fam.module is not None:
             names = importlib.import_module(f"{__name__}.{fam.module}").MODEL_NAMES
         for n in names:
-            specs[n] = ModelSpec(n, fam.name, 224, fam.source)
+            specs[n] = ModelSpec(n, fam.name, 224, fam.source, PARAMS.get(n))
     return specs
 
 
@@ -219,9 +254,13 @@ def _load_attr(path: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def count_params_of(name: str) -> int:
-    """Parameters of a model at its default size (1000 classes), built on the meta device: no
-    memory is allocated and no weight initialised (a real build only if meta cannot build it)."""
+def count_params_of(name: str, *, build: bool = False) -> int:
+    """Parameters of a model at its default size (1000 classes): from its spec, or (``build``, or
+    a model not in ``PARAMS``) counted on a build on the meta device, where no memory is
+    allocated and no weight initialised (a real build only if meta cannot build it)."""
+    spec = get_spec(name)
+    if spec.params is not None and not build:
+        return spec.params
     try:
         with torch.device("meta"):
             m = create_model(name)
