@@ -52,6 +52,7 @@ from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from . import CheckpointError, create_model, feature_channels, get_spec, read_state_dict
+from ._checkpoint import fit_problems, summarise_keys
 
 __all__ = [
     "COCO_CATEGORY_IDS",
@@ -578,12 +579,10 @@ def mmdet_to_torchvision(
             v = torch.cat([v.new_zeros((1, *v.shape[1:])), v], dim=0)  # background channel (unused)
         out[new] = v
     if unknown:
-        raise CheckpointError("mmdet checkpoint has keys this Mask R-CNN does not know: " + _summary(unknown))
+        raise CheckpointError(
+            "mmdet checkpoint has keys this Mask R-CNN does not know: " + summarise_keys(unknown, 5)
+        )
     return out
-
-
-def _summary(keys: list[str], n: int = 5) -> str:
-    return ", ".join(keys[:n]) + (f", … (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
 def load_detector_checkpoint(
@@ -606,13 +605,7 @@ def load_detector_checkpoint(
         for k in sd
         if k in own and tuple(sd[k].shape) != tuple(own[k].shape)
     ]
-    problems = []
-    if mismatched:
-        problems.append("shape mismatch: " + _summary(mismatched))
-    if missing:
-        problems.append("missing keys: " + _summary(missing))
-    if unexpected:
-        problems.append("unexpected keys: " + _summary(unexpected))
+    problems = fit_problems(mismatched, missing, unexpected, limit=5)
     if problems:
         raise CheckpointError(f"{source} does not fit Mask R-CNN: " + "; ".join(problems))
     detector.load_state_dict(sd, strict=not heads_only)
