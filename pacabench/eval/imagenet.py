@@ -107,11 +107,11 @@ def find_samples(
             has_images = any(_is_image(e.name) for e in it if e.is_file())
         if has_images:
             raise UsageError(
-                f"{root} holds images but no class folders: a flat folder needs --labels FILE "
+                f"{root} holds images but no class folders: a flat folder needs a label file "
                 "(one 'relative/path label_index' per line)"
             )
         raise UsageError(
-            f"no images in {root} (expected <class>/*.JPEG folders, or a flat folder with --labels)"
+            f"no images in {root} (expected <class>/*.JPEG folders, or a flat folder with a label file)"
         )
     samples = []
     for idx, cls in enumerate(subdirs):
