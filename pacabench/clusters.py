@@ -10,7 +10,7 @@ or for the ConvMixer-teacher variants the teacher, produced) and writes a PNG:
 - the soft maps z[m] of the ``top_k`` strongest clusters (those that dominate the most
   patches, ties broken by the peak weight), each over the image.
 
-``clusters_command`` is the Typer command behind ``pacabench clusters``.
+``pacabench clusters`` (``pacabench.cli``) is the command over it.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import typer
 
 from .errors import UsageError
 
-__all__ = ["render_cluster_map", "cluster_assignment", "clusters_command"]
+__all__ = ["render_cluster_map", "cluster_assignment"]
 
 
 def _paca_names() -> list[str]:
@@ -109,14 +108,14 @@ def render_cluster_map(
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise UsageError(f"checkpoint not found: {checkpoint}")
     if img_size < 32:
-        raise UsageError(f"--img-size must be at least 32, got {img_size}")
+        raise UsageError(f"img_size must be at least 32, got {img_size}")
     if top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+        raise UsageError(f"top_k must be at least 1, got {top_k}")
     if model is None:
         model = _build_model(model_name, checkpoint)
     num_stages = len(model.clusters)
     if not 1 <= stage <= num_stages:
-        raise UsageError(f"--stage must be between 1 and {num_stages}, got {stage}")
+        raise UsageError(f"stage must be between 1 and {num_stages}, got {stage}")
     if model.clusters[stage - 1] == 0:
         raise UsageError(
             f"stage {stage} of {model_name} has no clusters (M = 0: plain self-attention); "
@@ -206,25 +205,3 @@ def _draw(out_path, display, dominant, soft_maps, *, title, num_clusters, alpha,
     if out_path.parent and not out_path.parent.exists():
         out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, format="png")
-
-
-def clusters_command(
-    model: str = typer.Argument(..., help="A PaCa-ViT model name, e.g. pacavit_tiny_p2cconv_100_0."),
-    image: Path = typer.Argument(..., help="An image file (any format PIL reads)."),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Local weights (IMNET_224_<name>.pth)."
-    ),
-    out: Path = typer.Option(Path("clusters.png"), "-o", "--out", help="Output PNG."),
-    stage: int = typer.Option(1, "--stage", help="Stage 1-4 whose assignment to show (must have clusters)."),
-    top_k: int = typer.Option(8, "--top-k", help="How many of the strongest clusters' soft maps to show."),
-    img_size: int = typer.Option(224, "--img-size", help="Input size (square) after resize and centre crop."),
-) -> None:
-    """Render PaCa-ViT's patch-to-cluster assignment of one stage over an image."""
-    info = render_cluster_map(
-        model, image, out, checkpoint=checkpoint, stage=stage, top_k=top_k, img_size=img_size
-    )
-    h, w = info["grid"]
-    typer.echo(
-        f"wrote {info['out']}: stage {stage}, {info['num_clusters']} clusters over {h}×{w} patches, "
-        f"{info['used_clusters']} dominate at least one patch"
-    )

@@ -1,8 +1,10 @@
 """Compare a run against a baseline: the regression check behind ``pacabench compare`` and CI.
 
-Rows are joined on the case identity built from their fields — task, model (+ head), resolution,
-batch size, dtype, device, channels_last, compile — never on ``case_id`` alone, so a baseline
-written by another run (or another machine) still lines up. Then, per metric:
+Rows are joined on the case key built from their fields (``pacabench.casekey.CaseKey``: task,
+model (+ head), resolution, batch size, dtype, device, channels_last, compile, checkpoint and its
+hash, kwargs) — never on ``case_id`` alone, so a baseline written by another run (or another
+machine) still lines up. Which columns are compared, and how, comes from the metric table
+(``pacabench.metrics``: ``kind``, ``spread``, ``tolerance``). Then, per metric:
 
 * **exact** metrics (``params``, ``gflops``) must match to a relative tolerance (default 0.1 %);
   any difference beyond it, up or down, is a regression.
@@ -32,15 +34,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import typer
-
+from .casekey import CaseKey
 from .errors import UsageError
-from .results import row_identity
+from .metrics import COST_MEASURES, METRICS, format_value
+from .metrics import metric as _metric
 
 __all__ = [
     "EXACT_METRICS",
@@ -60,26 +61,27 @@ __all__ = [
     "baseline_rows",
     "write_baseline",
     "baseline_path",
-    "register",
+    "suite_of",
+    "dropped_rows",
+    "busy_warning",
 ]
 
-EXACT_METRICS = ("params", "gflops")
+# from the metric table (pacabench.metrics): the columns compare checks, by kind
+_COMPARED = [m for m in METRICS.values() if m.compare]
+EXACT_METRICS = tuple(m.column for m in _COMPARED if m.kind == "exact")
 # noisy metric -> the column holding its spread (IQR), if any
-NOISY_METRICS: dict[str, str | None] = {"latency_ms_median": "latency_ms_iqr", "peak_mem_mb": None}
-ACCURACY_METRICS = (
-    "top1", "top5", "miou", "macc", "aacc",
-    "bbox_ap", "bbox_ap50", "bbox_ap75", "bbox_aps", "bbox_apm", "bbox_apl",
-    "segm_ap", "segm_ap50", "segm_ap75", "segm_aps", "segm_apm", "segm_apl",
-)  # fmt: skip
-ALL_METRICS = EXACT_METRICS + tuple(NOISY_METRICS) + ACCURACY_METRICS
+NOISY_METRICS: dict[str, str | None] = {m.column: m.spread for m in _COMPARED if m.kind == "noisy"}
+ACCURACY_METRICS = tuple(m.column for m in _COMPARED if m.kind == "accuracy")
+ALL_METRICS = tuple(m.column for m in _COMPARED)
 
-# user-facing names -> columns
+# user-facing names -> columns: each measurement's compared columns, kinds, aliases, columns
 METRIC_GROUPS: dict[str, tuple[str, ...]] = {
-    "params": ("params",),
-    "flops": ("gflops",),
+    **{
+        name: cols
+        for name in COST_MEASURES
+        if (cols := tuple(c for c in ALL_METRICS if _metric(c).measure == name))
+    },
     "gflops": ("gflops",),
-    "latency": ("latency_ms_median",),
-    "memory": ("peak_mem_mb",),
     "mem": ("peak_mem_mb",),
     "accuracy": ACCURACY_METRICS,
     "exact": EXACT_METRICS,
@@ -93,9 +95,7 @@ VOLATILE_FIELDS = ("run_id", "timestamp", "loadavg_1m", "wall_s", "case_id")
 # show a regression (a neighbour's load made one forward 45× slower on the shared CI machines):
 # such a verdict is "inconclusive" instead, unless ignore_load.
 BUSY_LOAD = 1.5
-LOAD_SENSITIVE = ("latency_ms_median",)
-
-KEY_FIELDS = ("task", "model", "resolution", "batch_size", "dtype", "device", "channels_last", "compile")
+LOAD_SENSITIVE = tuple(m.column for m in _COMPARED if m.load_sensitive)
 
 
 # ----------------------------------------------------------------------------------- tolerances
@@ -103,20 +103,21 @@ KEY_FIELDS = ("task", "model", "resolution", "batch_size", "dtype", "device", "c
 class Tolerances:
     """Relative tolerance for exact and noisy metrics, absolute (points) for accuracy."""
 
-    exact: float = 1e-3
-    accuracy: float = 0.1
-    latency: dict[str, float] = field(default_factory=lambda: {"cpu": 0.5, "cuda": 0.15})
-    memory: dict[str, float] = field(default_factory=lambda: {"cpu": 0.1, "cuda": 0.1})
+    exact: float = field(default_factory=lambda: _metric(EXACT_METRICS[0]).tolerance)
+    accuracy: float = field(default_factory=lambda: _metric(ACCURACY_METRICS[0]).tolerance)
+    latency: dict[str, float] = field(default_factory=lambda: dict(_metric("latency_ms_median").tolerance))
+    memory: dict[str, float] = field(default_factory=lambda: dict(_metric("peak_mem_mb").tolerance))
     per_metric: dict[str, float] = field(default_factory=dict)  # column -> tolerance (overrides)
 
-    def for_metric(self, metric: str, device: str) -> float:
-        if metric in self.per_metric:
-            return self.per_metric[metric]
-        if metric in EXACT_METRICS:
+    def for_metric(self, column: str, device: str) -> float:
+        if column in self.per_metric:
+            return self.per_metric[column]
+        kind = _metric(column).kind
+        if kind == "exact":
             return self.exact
-        if metric in ACCURACY_METRICS:
+        if kind == "accuracy":
             return self.accuracy
-        table = self.latency if metric == "latency_ms_median" else self.memory
+        table = self.latency if _metric(column).measure == "latency" else self.memory
         return table.get(device, table.get("cpu", 0.5))
 
 
@@ -187,18 +188,12 @@ def parse_metrics(specs: list[str] | None) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------ rows, keys
-# the identity a comparison joins on, built from the fields (not from ``case_id``)
-join_key = row_identity
+# the identity a comparison joins on: the case key, built from the fields (not from ``case_id``)
+join_key = CaseKey.from_row
 
 
-def key_label(key: tuple) -> str:
-    task, model, res, bs, dtype, device, cl, comp = key
-    r = "x".join(map(str, res)) if res else "?"
-    if len(res) == 2 and res[0] == res[1]:
-        r = str(res[0])
-    extra = (" channels_last" if cl else "") + (" compile" if comp else "")
-    t = "" if task == "cost" else f"[{task}] "
-    return f"{t}{model} {r} b{bs} {dtype} {device}{extra}"
+def key_label(key: CaseKey) -> str:
+    return key.label()
 
 
 def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -222,9 +217,9 @@ def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def _index(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+def _index(rows: list[dict[str, Any]]) -> dict[CaseKey, dict[str, Any]]:
     """Key → row; with duplicates (a re-measured case) the last row wins."""
-    out: dict[tuple, dict[str, Any]] = {}
+    out: dict[CaseKey, dict[str, Any]] = {}
     for r in rows:
         out[join_key(r)] = r
     return out
@@ -451,20 +446,11 @@ def compare_runs(
 
 
 # ------------------------------------------------------------------------------------- rendering
-def _fmt_val(metric: str, v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, str):
-        return v
-    if metric == "params":
-        return f"{v / 1e6:.4f} M"
-    if metric == "gflops":
-        return f"{v:.4f} G"
-    if metric == "latency_ms_median":
-        return f"{v:.2f} ms"
-    if metric == "peak_mem_mb":
-        return f"{v:.1f} MiB"
-    return f"{v:.2f}"
+def _fmt_val(column: str, v: Any) -> str:
+    m = METRICS.get(column)
+    if m is None or m.kind == "accuracy" or not m.unit:
+        return format_value(v, "{:.2f}")
+    return format_value(v, m.compare_fmt + " " + m.unit, scale=m.compare_scale)
 
 
 def _fmt_change(c: Check) -> str:
@@ -555,7 +541,7 @@ def baseline_path(baselines_dir: str | os.PathLike, suite: str, device: str = "c
     return Path(baselines_dir) / (f"{suite}.jsonl" if device == "cpu" else f"{suite}-{device}.jsonl")
 
 
-def _suite_of(rows: list[dict[str, Any]], path: Path) -> str | None:
+def suite_of(rows: list[dict[str, Any]], path: Path) -> str | None:
     names = {r.get("suite") for r in rows if r.get("suite")}
     if len(names) == 1:
         return names.pop()
@@ -564,183 +550,21 @@ def _suite_of(rows: list[dict[str, Any]], path: Path) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------- CLI
-def register(app) -> None:
-    """Add ``compare`` and ``baseline update`` to the pacabench CLI."""
+def dropped_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Labels (with status) of the cases a baseline would not keep: the ones not ok."""
+    return [
+        key_label(join_key(r)) + f" ({r.get('status')})"
+        for r in _index(rows).values()
+        if (r.get("status") or "ok") != "ok"
+    ]
 
-    @app.command("compare")
-    def compare_cmd(
-        baseline: Path = typer.Argument(
-            ..., help="Baseline: a committed .jsonl (results/baselines/) or a run folder."
-        ),
-        run: list[Path] | None = typer.Argument(
-            None,
-            metavar="[RUN]...",
-            help="Run folder(s) or rows .jsonl (default: latest run of the baseline's suite). With several "
-            "runs of the same cases, a latency/memory regression must show in every one (best of N).",
-        ),
-        metrics: list[str] | None = typer.Option(
-            None,
-            "--metrics",
-            "-m",
-            help="Comma list: params, flops, latency, memory, accuracy, or column names.",
-        ),
-        tolerance: list[str] | None = typer.Option(
-            None,
-            "--tolerance",
-            "-t",
-            help="NAME=VALUE (repeatable): latency=0.5 memory=0.1 (relative), accuracy=0.1 (points), "
-            "flops=0.001 (relative); a bare number sets latency and memory.",
-        ),
-        fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | json"),
-        fail_on_missing: bool = typer.Option(
-            False, "--fail-on-missing", help="A case of the baseline missing from the run is a regression."
-        ),
-        ignore_load: bool = typer.Option(
-            False, "--ignore-load", help="Judge CPU latency even when it was measured on a busy machine."
-        ),
-        show_all: bool = typer.Option(
-            False, "--all", help="List every check, not only regressions/improvements."
-        ),
-        results_dir: Path = typer.Option(
-            Path("results"), "--results-dir", help="Where to find the latest run."
-        ),
-    ):
-        """Check a run against a baseline: exit 1 on any regression, 0 otherwise, 2 on bad input.
 
-        Params and FLOPs must match to 0.1 %; accuracy within 0.1 points; latency and memory are
-        a regression only when the new median exceeds baseline × (1 + tolerance) AND the excess is
-        larger than the two runs' IQRs added (default tolerance: latency 0.5 on CPU, 0.15 on CUDA;
-        memory 0.1). CPU latency measured on a busy machine (load > 1.5 × threads) is inconclusive.
-        """
-        from .results import latest_run
-
-        if fmt not in ("markdown", "json"):
-            raise UsageError(f"unknown --format '{fmt}' (markdown, json)")
-        cols = parse_metrics(metrics)
-        tol = parse_tolerances(tolerance)
-        base_rows = load_rows(baseline)
-        if not base_rows:
-            raise UsageError(f"{baseline}: no rows")
-        runs = list(run or [])
-        if not runs:
-            suite = _suite_of(base_rows, baseline)
-            latest = latest_run(results_dir, suite)
-            if latest is None:
-                raise UsageError(
-                    f"no run to compare under {results_dir}"
-                    + (f" for suite '{suite}'" if suite else "")
-                    + " (give RUN, or `pacabench run SUITE` first)"
-                )
-            runs = [latest]
-        cmp = compare_runs(
-            base_rows,
-            [load_rows(r) for r in runs],
-            run_names=[str(r) for r in runs],
-            metrics=cols,
-            tolerances=tol,
-            fail_on_missing=fail_on_missing,
-            ignore_load=ignore_load,
-            baseline_name=str(baseline),
+def busy_warning(rows: list[dict[str, Any]], keep: list[dict[str, Any]]) -> str | None:
+    """A warning when a baseline's latency was measured on a busy machine, else None."""
+    busy = sorted({b for b in (_busy(r) for r in _index(rows).values()) if b})
+    if busy and any(_num(r.get("latency_ms_median")) for r in keep):
+        return (
+            f"warning: latency was {busy[-1]}: a baseline from a loaded machine hides latency "
+            "regressions; consider re-measuring when the machine is idle"
         )
-        sys.stdout.write(render_comparison(cmp, fmt, show_all=show_all))
-        if cmp.exit_code:
-            raise typer.Exit(cmp.exit_code)
-
-    baseline_app = typer.Typer(
-        help="Committed baselines under results/baselines/ (written only on request).", no_args_is_help=True
-    )
-
-    @baseline_app.command("update")
-    def baseline_update(
-        suite: str = typer.Argument(..., help="Suite name or file (e.g. smoke or suites/smoke.yaml)."),
-        run: Path | None = typer.Option(
-            None, "--run", help="Take the rows of this run (default: latest run)."
-        ),
-        measure: bool = typer.Option(False, "--measure", help="Run the suite first and take that run."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Write without asking."),
-        results_dir: Path = typer.Option(Path("results"), "--results-dir"),
-        baselines_dir: Path | None = typer.Option(
-            None, "--baselines-dir", help="Default: RESULTS_DIR/baselines."
-        ),
-        output: Path | None = typer.Option(
-            None, "--output", "-o", help="Baseline file (default: <suite>.jsonl)."
-        ),
-    ):
-        """Write results/baselines/<suite>.jsonl from an existing run, after showing the diff.
-
-        Nothing is measured unless --measure is given: the latest run of the suite (or --run) is
-        compared against the current baseline, the comparison is shown, and the file is written
-        after confirmation (--yes to skip). Only ok rows are kept; run id, timestamps, load
-        average and wall time are stripped so the file changes only when a number does.
-        """
-        from .results import latest_run
-
-        name = suite
-        sp = Path(suite)
-        if sp.suffix in (".yaml", ".yml") or sp.exists():
-            from .suite import load_suite
-
-            s = load_suite(sp)
-            name = s.name
-        if measure:
-            if run is not None:
-                raise UsageError("--measure and --run are exclusive")
-            from . import cli
-
-            suite_file = sp if sp.suffix in (".yaml", ".yml") else Path("suites") / f"{name}.yaml"
-            if not suite_file.exists():
-                raise UsageError(f"--measure needs the suite file; {suite_file} does not exist")
-            argv = ["run", str(suite_file), "--results-dir", str(results_dir), "--no-report"]
-            if not sys.stderr.isatty():
-                argv.append("--no-progress")
-            rc = cli.main(argv)
-            if rc != 0:
-                raise typer.Exit(rc)
-        if run is None:
-            run = latest_run(results_dir, name)
-            if run is None:
-                raise UsageError(
-                    f"no run of suite '{name}' under {results_dir} (`pacabench run suites/{name}.yaml`, "
-                    "or --run RUN, or --measure)"
-                )
-        rows = load_rows(run)
-        keep = baseline_rows(rows)
-        if not keep:
-            raise UsageError(f"{run}: no ok rows to make a baseline from")
-        dropped = [
-            key_label(join_key(r)) + f" ({r.get('status')})"
-            for r in _index(rows).values()
-            if (r.get("status") or "ok") != "ok"
-        ]
-        devices = {str(r.get("device") or "cpu") for r in keep}
-        device = "cpu" if devices == {"cpu"} else sorted(devices - {"cpu"})[0]
-        bdir = baselines_dir or (results_dir / "baselines")
-        target = output or baseline_path(bdir, name, device)
-        err = typer.echo
-        if target.exists():
-            cmp = compare_rows(load_rows(target), keep, baseline_name=str(target), run_name=str(run))
-            sys.stdout.write(render_comparison(cmp, "markdown"))
-        else:
-            err(f"{target} does not exist yet: it will hold {len(keep)} rows from {run}.")
-        if dropped:
-            err("not kept (not ok): " + "; ".join(dropped), err=True)
-        busy = sorted({b for b in (_busy(r) for r in _index(rows).values()) if b})
-        if busy and any(_num(r.get("latency_ms_median")) for r in keep):
-            err(
-                f"warning: latency was {busy[-1]}: a baseline from a loaded machine hides latency "
-                "regressions; consider re-measuring when the machine is idle",
-                err=True,
-            )
-        if not yes:
-            try:
-                ok = typer.confirm(f"Write {len(keep)} rows to {target}?", default=False)
-            except typer.Abort:  # no answer (stdin closed)
-                ok = False
-            if not ok:
-                err(f"{target} not written (pass --yes to write without asking)", err=True)
-                raise typer.Exit(1)
-        write_baseline(keep, target)
-        err(f"wrote {target} ({len(keep)} rows from {run})")
-
-    app.add_typer(baseline_app, name="baseline")
+    return None

@@ -1,5 +1,15 @@
-"""Errors that the CLI turns into one clear line and exit code 2 (never a traceback)."""
+"""The one exception base the CLI turns into one clear line and exit code 2 (never a traceback).
+
+Every error that means "bad input" derives from ``PacabenchError``: a file, a flag, a value, a
+suite that does not validate, an unknown model, a size the architecture refuses, a checkpoint
+that does not fit. Library code raises them without naming CLI flags; ``pacabench.cli.main``
+catches the base class once.
+"""
 
 
-class UsageError(ValueError):
-    """Bad input from the user: a file, a flag, a value. The message is shown as is."""
+class PacabenchError(ValueError):
+    """Bad input from the user. The first line of the message is shown as is."""
+
+
+class UsageError(PacabenchError):
+    """Bad input from the user: a file, an option, a value."""

@@ -21,6 +21,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 from matplotlib.transforms import blended_transform_factory
 
+from .metrics import TASKS, columns
+from .metrics import metric as _metric
+from .report import cost_rows, group_cols
+from .sizes import res_label, tokens
+
 __all__ = [
     "COST_METRICS",
     "ACCURACY_AXES",
@@ -31,50 +36,18 @@ __all__ = [
     "figure_png",
 ]
 
-# column -> (axis label with unit, file stem)
+# column -> (axis label with unit, file stem), for every metric the metric table plots
 COST_METRICS: dict[str, tuple[str, str]] = {
-    "gflops": ("GFLOPs (1 MAC = 1 FLOP, batch 1)", "gflops_vs_resolution"),
-    "latency_ms_median": ("Latency, median (ms per batch)", "latency_vs_resolution"),
-    "peak_mem_mb": ("Peak memory (MiB)", "memory_vs_resolution"),
+    c: (_metric(c).plot_label or _metric(c).title, _metric(c).plot) for c in columns() if _metric(c).plot
 }
-# task -> (column, axis label)
-ACCURACY_AXES: dict[str, tuple[str, str]] = {
-    "imagenet": ("top1", "ImageNet top-1 accuracy (%)"),
-    "ade20k": ("miou", "ADE20k mIoU (%)"),
-    "coco": ("bbox_ap", "COCO box AP"),
-}
+# task -> (column, axis label), from the accuracy tasks' table
+ACCURACY_AXES: dict[str, tuple[str, str]] = {t.name: (t.plot_column, t.plot_label) for t in TASKS.values()}
 _FAILED = ("oom", "error")
 _TOKENS_LABEL = "Tokens at stride 4, (H/4)·(W/4) — log scale; ticks show the input size"
 
 
 def _isnum(v: Any) -> bool:
     return v is not None and not isinstance(v, (str, bool)) and not (isinstance(v, float) and math.isnan(v))
-
-
-def _res_label(r) -> str:
-    if isinstance(r, (list, tuple)) and len(r) == 2:
-        return str(r[0]) if r[0] == r[1] else f"{r[0]}×{r[1]}"
-    return str(r)
-
-
-def _tokens(r) -> int | None:
-    if isinstance(r, (list, tuple)) and len(r) == 2:
-        return (int(r[0]) // 4) * (int(r[1]) // 4)
-    return None
-
-
-def _cost(df: pd.DataFrame) -> pd.DataFrame:
-    if "task" in df.columns:
-        df = df[df["task"].fillna("cost") == "cost"]
-    return df
-
-
-def _group_cols(df: pd.DataFrame) -> list[str]:
-    cols = ["model"]
-    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl"):
-        if c in df.columns and df[c].astype(str).nunique() > 1:
-            cols.append(c)
-    return cols
 
 
 def _group_label(cols: list[str], key: tuple) -> str:
@@ -105,13 +78,13 @@ def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
     """Cost against tokens, log–log, one line per model; None if the run has no such values."""
     if metric not in COST_METRICS:
         raise ValueError(f"unknown cost metric '{metric}' ({', '.join(COST_METRICS)})")
-    d = _cost(df)
+    d = cost_rows(df)
     if d.empty or metric not in d.columns or not d[metric].map(_isnum).any():
         return None
     d = d.copy()
-    d["_tok"] = d["resolution"].map(_tokens)
+    d["_tok"] = d["resolution"].map(tokens)
     d = d[d["_tok"].notna()]
-    cols = _group_cols(d)
+    cols = group_cols(d)
     fig = Figure(figsize=(9.0, 4.8), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_xscale("log")
@@ -131,7 +104,7 @@ def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
             label=_group_label(cols, key),
         )
         for t, r in zip(g["_tok"], g["resolution"]):
-            ticks.setdefault(int(t), _res_label(r))
+            ticks.setdefault(int(t), res_label(r, "×"))
         failed = g[g["status"].isin(_FAILED)]
         if not failed.empty:
             any_failed = True
@@ -172,7 +145,7 @@ def _accuracy_points(df: pd.DataFrame, task: str) -> list[dict[str, Any]]:
     if "task" not in df.columns or col not in df.columns:
         return []
     acc = df[(df["task"] == task) & (df["status"] == "ok")]
-    cost = _cost(df)
+    cost = cost_rows(df)
     cost = cost[(cost["status"] == "ok") & cost["latency_ms_median"].map(_isnum)]
     pts = []
     for r in acc.to_dict("records"):
@@ -190,7 +163,7 @@ def _accuracy_points(df: pd.DataFrame, task: str) -> list[dict[str, Any]]:
                 "latency": float(best["latency_ms_median"]),
                 "batch_size": int(best["batch_size"]),
                 "device": str(best.get("device") or ""),
-                "resolution": _res_label(r["resolution"]),
+                "resolution": res_label(r["resolution"], "×"),
             }
         )
     return pts

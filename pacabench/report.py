@@ -15,6 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .metrics import columns, metric
+from .sizes import res_label, tokens
+from .tables import markdown_table, to_strings
+
 __all__ = [
     "METRICS",
     "ACCURACY_COLUMNS",
@@ -31,17 +35,13 @@ __all__ = [
     "SCALING_TITLE",
     "FAILURES_TITLE",
     "tidy_frame",
+    "cost_rows",
+    "group_cols",
 ]
 
-# column -> (title, unit/format)
-METRICS: dict[str, tuple[str, str]] = {
-    "params": ("Params (M)", "{:.3f}"),
-    "gflops": ("GFLOPs (1 MAC = 1 FLOP, fvcore, batch 1, attention counted)", "{:.3f}"),
-    "latency_ms_median": ("Latency, median (ms per batch)", "{:.2f}"),
-    "throughput_img_s": ("Throughput (images/s)", "{:.1f}"),
-    "peak_mem_mb": ("Peak memory (MiB)", "{:.1f}"),
-}
-_SCALE = {"params": 1e-6}
+# column -> (title, format) of every metric with its own table, from the metric table
+METRICS: dict[str, tuple[str, str]] = {c: (metric(c).title, metric(c).fmt) for c in columns(table=True)}
+_SCALE = {c: metric(c).scale for c in METRICS if metric(c).scale != 1.0}
 # columns of the accuracy table (markdown, HTML, LaTeX)
 ACCURACY_COLUMNS = (
     "model", "task", "resolution", "status", "top1", "top5", "miou", "macc", "aacc", "bbox_ap", "segm_ap",
@@ -49,19 +49,14 @@ ACCURACY_COLUMNS = (
 )  # fmt: skip
 
 
-def _cost_rows(df: pd.DataFrame) -> pd.DataFrame:
+def cost_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a run that measure cost (task ``cost``), not accuracy."""
     if "task" in df.columns:
         df = df[(df["task"].fillna("cost") == "cost")]
     return df
 
 
-def _res_label(r) -> str:
-    if not isinstance(r, (list, tuple)) or len(r) != 2:
-        return str(r)
-    return str(r[0]) if r[0] == r[1] else f"{r[0]}x{r[1]}"
-
-
-def _group_cols(df: pd.DataFrame) -> list[str]:
+def group_cols(df: pd.DataFrame) -> list[str]:
     """Model plus whichever of batch/dtype/device/... vary in this run."""
     cols = ["model"]
     for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl"):
@@ -73,7 +68,7 @@ def _group_cols(df: pd.DataFrame) -> list[str]:
 def _ordered_res(df: pd.DataFrame) -> list[str]:
     pairs = {}
     for r in df["resolution"]:
-        lab = _res_label(r)
+        lab = res_label(r)
         pairs[lab] = r[0] * r[1] if isinstance(r, (list, tuple)) and len(r) == 2 else 0
     return sorted(pairs, key=lambda k: pairs[k])
 
@@ -88,11 +83,11 @@ def _model_order(df: pd.DataFrame) -> list[str]:
 
 def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Models (× varying settings) × resolutions; cells hold the value, or the status if not ok."""
-    df = _cost_rows(df)
+    df = cost_rows(df)
     if df.empty:
         return pd.DataFrame()
     df = df.copy()
-    df["res"] = df["resolution"].map(_res_label)
+    df["res"] = df["resolution"].map(res_label)
     scale = _SCALE.get(metric, 1.0)
 
     def cell(row):
@@ -103,7 +98,7 @@ def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
         return st if st and st != "ok" else None
 
     df["_cell"] = df.apply(cell, axis=1)
-    idx = _group_cols(df)
+    idx = group_cols(df)
     tab = df.pivot_table(index=idx, columns="res", values="_cell", aggfunc="last", dropna=False)
     tab = tab.reindex(columns=[c for c in _ordered_res(df) if c in tab.columns])
     order = _model_order(df)
@@ -133,38 +128,36 @@ def fit_exponent(tokens: Sequence[float], values: Sequence[float]) -> float | No
     return float(slope)
 
 
+_FITTED = [c for c in columns() if metric(c).fit]
+
+
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per model: fitted exponent of FLOPs, latency and memory against the token count.
 
     ``memory_exp`` fits the whole peak (weights included, so it flattens at small sizes);
     ``act_memory_exp`` fits peak − resident (the activations), where rows record the resident part.
     """
-    df = _cost_rows(df)
+    df = cost_rows(df)
     if df.empty:
         return pd.DataFrame()
     df = df[df["status"] == "ok"].copy()
     if df.empty:
         return pd.DataFrame()
-    df["tokens"] = df["resolution"].map(lambda r: (r[0] // 4) * (r[1] // 4))
-    idx = _group_cols(df)
+    df["tokens"] = df["resolution"].map(tokens)
+    idx = group_cols(df)
     rows = []
     for key, g in df.groupby(idx, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         rec = dict(zip(idx, key))
         toks = sorted(set(g["tokens"]))
-        rec["resolutions"] = f"{_res_label(g.loc[g['tokens'].idxmin(), 'resolution'])}–" + _res_label(
+        rec["resolutions"] = f"{res_label(g.loc[g['tokens'].idxmin(), 'resolution'])}–" + res_label(
             g.loc[g["tokens"].idxmax(), "resolution"]
         )
         rec["sizes"] = len(toks)
         if "resident_mem_mb" in g.columns and g["resident_mem_mb"].notna().any():
             # activation memory: what the forward adds on top of weights and input
             g = g.assign(_act_mem=g["peak_mem_mb"] - g["resident_mem_mb"])
-        for col, name in (
-            ("gflops", "flops_exp"),
-            ("latency_ms_median", "latency_exp"),
-            ("peak_mem_mb", "memory_exp"),
-            ("_act_mem", "act_memory_exp"),
-        ):
+        for col, name in (*((m, metric(m).fit) for m in _FITTED), ("_act_mem", "act_memory_exp")):
             if col in g.columns and g[col].notna().any():
                 sub = g[g[col].notna()]
                 rec[name] = fit_exponent(sub["tokens"].tolist(), sub[col].astype(float).tolist())
@@ -198,62 +191,15 @@ def relative_table(df: pd.DataFrame, reference: str, metric: str = "gflops") -> 
     return pd.concat(out) if out else pd.DataFrame()
 
 
-def _fmt(v, fmt: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        return str(int(v))
-    try:
-        return fmt.format(v)
-    except (ValueError, TypeError):
-        return str(v)
-
-
 def to_markdown(tab: pd.DataFrame, fmt: str = "{:.3f}") -> str:
-    """A DataFrame (index shown as leading columns) as a GitHub markdown table."""
-    if tab is None or tab.empty:
-        return "_(no data)_\n"
-    t = tab.reset_index()
-    header = [str(c) for c in t.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    nidx = tab.index.nlevels
-    for r in t.to_dict("records"):  # keeps each column's own type (ints stay ints)
-        cells = []
-        for i, c in enumerate(t.columns):
-            v = r[c]
-            cells.append(str(v) if i < nidx else _fmt(v, fmt))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """A DataFrame (index shown as leading columns) as a GitHub markdown table; counts stay plain."""
+    return markdown_table(to_strings(tab, fmt, plain_ints=True))
 
 
 def tidy_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The main columns of each row, for CSV export."""
-    cols = [
-        "model",
-        "family",
-        "task",
-        "res",
-        "batch_size",
-        "dtype",
-        "device",
-        "status",
-        "params",
-        "gflops",
-        "latency_ms_median",
-        "latency_ms_p90",
-        "latency_ms_iqr",
-        "throughput_img_s",
-        "peak_mem_mb",
-        "mem_kind",
-        "top1",
-        "top5",
-        "miou",
-        "bbox_ap",
-        "segm_ap",
-        "error",
-    ]
+    cols = ["model", "family", "task", "res", "batch_size", "dtype", "device", "status"]
+    cols += columns(csv=True) + ["error"]
     d = df.copy()
     d["res"] = d["resolution"].map(lambda r: "x".join(map(str, r)) if isinstance(r, (list, tuple)) else r)
     return d[[c for c in cols if c in d.columns and (d[c].notna().any() or c in ("model", "status"))]]
@@ -273,11 +219,12 @@ class Section:
     title: str
     table: pd.DataFrame
     fmt: str = "{:.3f}"
+    kind: str = "table"  # table | failures (a list of cases, each with its error message)
 
 
 def run_summary(df: pd.DataFrame) -> str:
     """'35 cases (35 ok) on <device>.' for the cost rows of a run."""
-    cost = _cost_rows(df)
+    cost = cost_rows(df)
     if cost.empty:
         return f"{len(df)} rows."
     st = cost["status"].value_counts().to_dict()
@@ -292,7 +239,7 @@ def run_summary(df: pd.DataFrame) -> str:
 def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Section]:
     """Every table of a run's report, in order: per metric, scaling, relative cost, failures, accuracy."""
     secs: list[Section] = []
-    cost = _cost_rows(df)
+    cost = cost_rows(df)
     if not cost.empty:
         for m, tab in all_metric_tables(cost).items():
             secs.append(Section(METRICS[m][0], tab, METRICS[m][1]))
@@ -300,7 +247,7 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
         if not sc.empty:
             secs.append(Section(SCALING_TITLE, sc, "{:.2f}"))
         ref = reference or _model_order(cost)[0]
-        for m in ("gflops", "latency_ms_median", "peak_mem_mb"):
+        for m in columns(relative=True):
             if m in cost.columns and cost[m].notna().any():
                 try:
                     rel = relative_table(cost, ref, m)
@@ -312,17 +259,17 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
             failures = pd.DataFrame(
                 {
                     "model": errs["model"].astype(str),
-                    "resolution": errs["resolution"].map(_res_label),
+                    "resolution": errs["resolution"].map(res_label),
                     "batch": errs["batch_size"].astype(str),
                     "dtype": errs["dtype"].astype(str),
                     "status": errs["status"].astype(str),
                     "error": errs["error"].fillna("").astype(str),
                 }
             ).set_index("model")
-            secs.append(Section(FAILURES_TITLE, failures, "{}"))
+            secs.append(Section(FAILURES_TITLE, failures, "{}", kind="failures"))
     acc = df[df["task"].fillna("cost") != "cost"] if "task" in df.columns else df.iloc[0:0]
     if not acc.empty:
-        a = acc.assign(resolution=acc["resolution"].map(_res_label))
+        a = acc.assign(resolution=acc["resolution"].map(res_label))
         cols = [c for c in ACCURACY_COLUMNS + ("checkpoint",) if c in a.columns]
         keep = ("model", "task", "resolution", "status")
         a = a[[c for c in cols if c in keep or a[c].notna().any()]].set_index("model")
@@ -332,13 +279,18 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
 
 def render_markdown(df: pd.DataFrame, *, reference: str | None = None, title: str | None = None) -> str:
     """The full markdown report of one run."""
+    return markdown_report(df, report_sections(df, reference), title)
+
+
+def markdown_report(df: pd.DataFrame, sections: list[Section], title: str | None = None) -> str:
+    """The markdown report of ``sections`` (``report_sections``), under ``title``."""
     parts = []
     if title:
         parts.append(f"# {title}\n")
-    if not _cost_rows(df).empty:
+    if not cost_rows(df).empty:
         parts.append(run_summary(df) + "\n")
-    for sec in report_sections(df, reference):
-        if sec.title == FAILURES_TITLE:  # a list reads better than a table of long messages
+    for sec in sections:
+        if sec.kind == "failures":  # a list reads better than a table of long messages
             lines = [
                 f"- {model} {r.resolution} b{r.batch} {r.dtype}: **{r.status}** {r.error}"
                 for model, r in zip(sec.table.index, sec.table.itertuples())

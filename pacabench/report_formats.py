@@ -8,17 +8,22 @@ complexity scaling, cost relative to a reference model, unfinished cases, accura
 from __future__ import annotations
 
 import base64
+import functools
 import html
-import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 import pandas as pd
 
-from .report import FAILURES_TITLE, report_sections, run_summary
+from .report import Section, report_sections, run_summary
+from .tables import html_table, latex_escape, latex_table, markdown_table, to_strings
 
 __all__ = [
+    "Report",
+    "Renderer",
+    "RENDERERS",
     "to_strings",
     "markdown_table",
     "latex_table",
@@ -32,138 +37,17 @@ __all__ = [
 _DIFF_TITLE = "Differences above 2 % from the published number, or above 0.5 % from the exact reference"
 
 
-# ------------------------------------------------------------------------------------- helpers
-def _cell(v: Any, fmt: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (bool,)):
-        return str(v)
-    try:
-        return fmt.format(v)
-    except (ValueError, TypeError):
-        return str(v)
-
-
-def to_strings(tab: pd.DataFrame, fmt: str = "{:.3f}") -> pd.DataFrame:
-    """Index becomes leading columns; every value formatted (non-numbers, e.g. 'oom', kept)."""
-    if tab is None or tab.empty:
-        return pd.DataFrame()
-    nidx = tab.index.nlevels if not isinstance(tab.index, pd.RangeIndex) else 0
-    t = tab.reset_index() if nidx else tab.copy()
-    out = {}
-    for i, c in enumerate(t.columns):
-        if i < nidx:
-            out[str(c)] = [str(v) for v in t[c]]
-        else:
-            out[str(c)] = [_cell(v, fmt) for v in t[c]]
-    return pd.DataFrame(out)
-
-
-def _numeric_col(values: list[str]) -> bool:
-    return all(re.fullmatch(r"[+\-−]?[\d.,]+( ?%)?|–", v.strip()) for v in values) and bool(values)
-
-
-def markdown_table(sdf: pd.DataFrame) -> str:
-    if sdf is None or sdf.empty:
-        return "_(no data)_\n"
-    cols = [str(c) for c in sdf.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in sdf.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-_LATEX_UNICODE = {
-    "Δ": r"$\Delta$",
-    "–": "--",
-    "—": "---",
-    "−": "$-$",
-    "×": r"$\times$",
-    "·": r"$\cdot$",
-    "≤": r"$\le$",
-}
-
-
-def latex_escape(text: str) -> str:
-    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-    for k, v in _LATEX_UNICODE.items():
-        out = out.replace(k, v)
-    return out
-
-
-def latex_table(sdf: pd.DataFrame, caption: str = "", label: str = "", *, small: bool = False) -> str:
-    """A booktabs table environment (needs ``\\usepackage{booktabs}``)."""
-    if sdf is None or sdf.empty:
-        return f"% {caption}: no data\n"
-    cols = list(sdf.columns)
-    align = "".join("r" if _numeric_col([str(v) for v in sdf[c]]) else "l" for c in cols)
-    lines = [r"\begin{table}[t]", r"\centering"]
-    if small:
-        lines.append(r"\small")
-    if caption:
-        lines.append(r"\caption{" + latex_escape(caption) + "}")
-    if label:
-        lines.append(r"\label{" + label + "}")
-    lines += [
-        r"\begin{tabular}{" + align + "}",
-        r"\toprule",
-        " & ".join(latex_escape(str(c)) for c in cols) + r" \\",
-        r"\midrule",
-    ]
-    for row in sdf.itertuples(index=False):
-        lines.append(" & ".join(latex_escape(str(v)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
-
-
-def html_table(sdf: pd.DataFrame) -> str:
-    if sdf is None or sdf.empty:
-        return "<p><em>(no data)</em></p>\n"
-    cols = list(sdf.columns)
-    num = [_numeric_col([str(v) for v in sdf[c]]) for c in cols]
-    out = [
-        "<table>",
-        "<thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr></thead>",
-        "<tbody>",
-    ]
-    for row in sdf.itertuples(index=False):
-        cells = []
-        for v, n in zip(row, num):
-            s = str(v)
-            cls = ' class="num"' if n else ""
-            if s in ("oom", "error", "skipped"):
-                cls = f' class="status {s}"'
-            cells.append(f"<td{cls}>{html.escape(s)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out += ["</tbody>", "</table>"]
-    return "\n".join(out) + "\n"
-
-
 def _label(text: str) -> str:
     return "tab:" + re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 # --------------------------------------------------------------------------------- run sections
-def _sections(df: pd.DataFrame, reference: str | None) -> list[tuple[str, pd.DataFrame]]:
+def _sections(sections: list[Section]) -> list[tuple[str, pd.DataFrame]]:
     """(title, string table) for every table of the report (the markdown report's sections)."""
     out = []
-    for sec in report_sections(df, reference):
+    for sec in sections:
         tab = sec.table
-        if sec.title == FAILURES_TITLE:
+        if sec.kind == "failures":
             tab = tab.assign(error=tab["error"].str.slice(0, 160))
         out.append((sec.title, to_strings(tab, sec.fmt)))
     return out
@@ -195,13 +79,18 @@ def render_html(
     df: pd.DataFrame, *, reference: str | None = None, title: str | None = None, plots: bool = True
 ) -> str:
     """One self-contained HTML page: every table of the report and the plots as inline PNGs."""
-    title = title or "pacabench report"
+    return _html(Report(df, reference, title), plots)
+
+
+def _html(rep: Report, plots: bool = True) -> str:
+    df = rep.df
+    title = rep.title or "pacabench report"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{html.escape(run_summary(df))} Generated {now} by pacabench.</p>',
     ]
-    for sec_title, sdf in _sections(df, reference):
+    for sec_title, sdf in _sections(rep.sections):
         body.append(f"<h2>{html.escape(sec_title)}</h2>")
         body.append(html_table(sdf))
     if plots:
@@ -222,15 +111,78 @@ def render_html(
 
 def render_latex(df: pd.DataFrame, *, reference: str | None = None, title: str | None = None) -> str:
     """Booktabs table environments, one per table of the report (``\\usepackage{booktabs}``)."""
+    return _latex(Report(df, reference, title))
+
+
+def _latex(rep: Report) -> str:
     parts = [
-        f"% {title or 'pacabench report'} — generated by pacabench",
+        f"% {rep.title or 'pacabench report'} — generated by pacabench",
         r"% Requires \usepackage{booktabs}. FLOPs: one multiply-add = one FLOP (GMACs), batch 1.",
-        f"% {run_summary(df)}",
+        f"% {run_summary(rep.df)}",
         "",
     ]
-    for sec_title, sdf in _sections(df, reference):
+    for sec_title, sdf in _sections(rep.sections):
         parts.append(latex_table(sdf, caption=sec_title, label=_label(sec_title)))
     return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------- renderers
+@dataclass
+class Report:
+    """What every renderer draws: the run's rows, its sections (tables) and a title."""
+
+    df: pd.DataFrame
+    reference: str | None = None
+    title: str | None = None
+
+    @functools.cached_property
+    def sections(self) -> list[Section]:
+        return report_sections(self.df, self.reference)
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """One report format: ``render`` gives the text (stdout or ``-o FILE``); ``files``, where
+    set, the files ``-o FOLDER`` holds instead (CSV: one per table)."""
+
+    name: str
+    render: Callable[[Report], str]
+    files: Callable[[Report], dict[str, str]] | None = None
+    stdout_end: str = ""  # appended when written to stdout
+
+
+def _markdown(rep: Report) -> str:
+    from .report import markdown_report
+
+    return markdown_report(rep.df, rep.sections, rep.title)
+
+
+def _csv(rep: Report) -> str:
+    from .report import tidy_frame
+
+    return tidy_frame(rep.df).to_csv(index=False)
+
+
+def _csv_files(rep: Report) -> dict[str, str]:
+    from .report import all_metric_tables, scaling_table
+
+    files = {"rows.csv": _csv(rep)}
+    for m, tab in all_metric_tables(rep.df).items():
+        files[f"{m}.csv"] = tab.to_csv()
+    files["scaling.csv"] = scaling_table(rep.df).to_csv()
+    return files
+
+
+# every report format, by name: ``pacabench report --format NAME`` (a new format = one entry)
+RENDERERS: dict[str, Renderer] = {
+    r.name: r
+    for r in (
+        Renderer("markdown", _markdown, stdout_end="\n"),
+        Renderer("csv", _csv, files=_csv_files),
+        Renderer("html", _html),
+        Renderer("latex", _latex),
+    )
+}
 
 
 # --------------------------------------------------------------------------------- paper table

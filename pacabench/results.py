@@ -1,6 +1,7 @@
 """Tidy result rows: one JSON object per line in ``results/<suite>/<run-id>/rows.jsonl``.
 
-One row = model × resolution × batch size × dtype × device (× task for accuracy rows).
+One row = one case (``pacabench.casekey.CaseKey``): model × resolution × batch size × dtype ×
+device (× task for accuracy rows).
 Rows are appended and flushed one at a time, so an interrupted run keeps everything already
 measured; ``--resume`` reads them back and skips finished cases.
 """
@@ -11,10 +12,13 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields, make_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .casekey import CaseKey
+from .metrics import METRICS
 
 __all__ = [
     "Row",
@@ -25,119 +29,76 @@ __all__ = [
     "read_rows",
     "load_run",
     "environment_record",
-    "case_key",
-    "row_identity",
+    "row_key",
 ]
 
-STATUSES = ("ok", "oom", "error", "skipped")
+
+def _row_fields() -> list[tuple[str, Any, Any]]:
+    """Identity fields, then one field per entry of the metric table, then context."""
+    identity = [
+        ("suite", str, ""),
+        ("run_id", str, ""),
+        ("case_id", str, ""),  # str(CaseKey): written for readers; the key is rebuilt from the fields
+        ("model", str, ""),
+        ("head", str | None, None),  # segmentation head (ade20k rows), else None
+        ("family", str, ""),
+        ("task", str, "cost"),  # cost | imagenet | ade20k | coco
+        ("resolution", list[int], field(default_factory=list)),  # [h, w]
+        ("tokens", int | None, None),  # stage-1 tokens at stride 4: (h/4)·(w/4)
+        ("batch_size", int, 1),
+        ("dtype", str, "fp32"),
+        ("device", str, "cpu"),  # cpu | cuda
+        ("device_name", str, ""),
+        ("channels_last", bool, False),
+        ("compile", bool, False),
+        ("checkpoint", str | None, None),
+        ("checkpoint_sha", str | None, None),  # first 16 hex digits of the file's SHA-256
+        ("kwargs", dict | None, None),  # model kwargs (e.g. clusters) when the suite sets any
+        (
+            "attn_impl",
+            str,
+            "sdpa",
+        ),  # sdpa (fused, ours) | explicit (attention map materialised, as the authors')
+        ("status", str, "ok"),  # ok | oom | error | skipped
+        ("error", str | None, None),
+    ]
+    measured = [(m.column, m.type | None, None) for m in METRICS.values()]
+    context = [
+        ("threads", int | None, None),
+        ("torch_version", str, ""),
+        ("timm_version", str, ""),
+        ("timestamp", str, ""),
+        ("wall_s", float | None, None),
+    ]
+    return identity + measured + context
 
 
-@dataclass
-class Row:
-    """One measured case. Missing measurements are None (written as JSON null)."""
+def _to_dict(self) -> dict[str, Any]:
+    return asdict(self)
 
-    # identity
-    suite: str = ""
-    run_id: str = ""
-    case_id: str = ""
-    model: str = ""
-    head: str | None = None  # segmentation head (ade20k rows), else None
-    family: str = ""
-    task: str = "cost"  # cost | imagenet | ade20k | coco
-    resolution: list[int] = field(default_factory=list)  # [h, w]
-    tokens: int | None = None  # stage-1 tokens at stride 4: (h/4)·(w/4)
-    batch_size: int = 1
-    dtype: str = "fp32"
-    device: str = "cpu"  # cpu | cuda
-    device_name: str = ""
-    channels_last: bool = False
-    compile: bool = False
-    attn_impl: str = "sdpa"  # sdpa (fused, ours) | explicit (attention map materialised, as the authors')
-    kwargs: dict[str, Any] | None = None  # extra build arguments of the case (e.g. PaCa clusters)
-    status: str = "ok"  # ok | oom | error | skipped
-    error: str | None = None
-    # cost
-    params: int | None = None
-    gflops: float | None = None  # GMACs: one multiply-add counted once (fvcore convention), batch 1
-    uncounted_ops: dict[str, int] | None = None  # op -> number of calls fvcore could not count
-    uncounted_share: float | None = None  # upper bound on the share of the count those ops represent
-    latency_ms_median: float | None = None
-    latency_ms_p90: float | None = None
-    latency_ms_iqr: float | None = None
-    latency_ms_mean: float | None = None
-    latency_ms_min: float | None = None
-    latency_iters: int | None = None
-    latency_ms_samples: list[float] | None = None  # every timed iteration, ms per batch, in order
-    throughput_img_s: float | None = None
-    timer: str | None = None  # cuda_event | perf_counter
-    peak_mem_mb: float | None = None
-    peak_mem_reserved_mb: float | None = None
-    mem_kind: str | None = None  # cuda_max_allocated | cpu_profiler_peak
-    resident_mem_mb: float | None = None  # part of the peak held before the forward (weights, input)
-    # accuracy
-    top1: float | None = None
-    top5: float | None = None
-    miou: float | None = None
-    macc: float | None = None
-    aacc: float | None = None
-    bbox_ap: float | None = None
-    bbox_ap50: float | None = None
-    bbox_ap75: float | None = None
-    bbox_aps: float | None = None
-    bbox_apm: float | None = None
-    bbox_apl: float | None = None
-    segm_ap: float | None = None
-    segm_ap50: float | None = None
-    segm_ap75: float | None = None
-    segm_aps: float | None = None
-    segm_apm: float | None = None
-    segm_apl: float | None = None
-    num_images: int | None = None
-    checkpoint: str | None = None
-    # context
-    threads: int | None = None
-    loadavg_1m: float | None = None
-    torch_version: str = ""
-    timm_version: str = ""
-    timestamp: str = ""
-    wall_s: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+@classmethod
+def _from_dict(cls, d: dict[str, Any]):
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in known})
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Row:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
+Row = make_dataclass(
+    "Row",
+    _row_fields(),
+    namespace={"to_dict": _to_dict, "from_dict": _from_dict, "__module__": __name__},
+)
+Row.__doc__ = """One measured case. Missing measurements are None (written as JSON null).
+
+Fields: the case's identity, one per entry of ``pacabench.metrics.METRICS`` (so a metric added
+there is a column here), and the context it was measured in."""
 
 ROW_FIELDS = [f.name for f in fields(Row)]
 
 
-def row_identity(row: dict[str, Any] | Row) -> tuple:
-    """A case's identity from its fields: task, model (+ head), resolution, batch, dtype, device,
-    channels_last, compile. Baselines are joined on it (they may come from other runs)."""
-    d = row.to_dict() if isinstance(row, Row) else row
-    res = d.get("resolution") or []
-    model = str(d.get("model", ""))
-    if d.get("head"):
-        model += f"+{d['head']}"
-    return (
-        str(d.get("task") or "cost"),
-        model,
-        tuple(int(x) for x in res),
-        int(d.get("batch_size") or 1),
-        str(d.get("dtype") or "fp32"),
-        str(d.get("device") or "cpu"),
-        bool(d.get("channels_last")),
-        bool(d.get("compile")),
-    )
-
-
-def case_key(row: dict[str, Any] | Row) -> str:
-    """The identity --resume uses: the row's ``case_id``, or one built from its fields."""
-    d = row.to_dict() if isinstance(row, Row) else row
-    return d.get("case_id") or "|".join(map(str, row_identity(d)))
+def row_key(row: dict[str, Any] | Any) -> CaseKey:
+    """The case key of a row (see ``pacabench.casekey``)."""
+    return CaseKey.from_row(row)
 
 
 def _git_commit() -> str | None:
@@ -211,8 +172,8 @@ class RunDir:
     def rows(self) -> list[dict[str, Any]]:
         return read_rows(self.rows_path) if self.rows_path.exists() else []
 
-    def done_keys(self) -> set[str]:
-        return {case_key(r) for r in self.rows()}
+    def done_keys(self) -> set[CaseKey]:
+        return {row_key(r) for r in self.rows()}
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:

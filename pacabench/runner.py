@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import importlib
 import json
 import os
 import platform
@@ -20,7 +20,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
 import torch
 
@@ -28,14 +30,25 @@ from .eval.common import autocast
 from .measure.flops import count_flops, count_params
 from .measure.latency import measure_latency
 from .measure.memory import measure_peak_memory, resident_bytes
+from .metrics import TASKS, metrics_of
 from .models import ResolutionError, create_model, get_spec
 from .results import Row, RunDir
+from .sizes import tokens
 from .suite import Case, Suite
 
-__all__ = ["run_case", "run_suite", "is_oom", "RunSummary"]
+__all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState"]
 
-_FLOPS_CACHE: dict[tuple, tuple[float, dict, float]] = {}  # (model, size, kwargs) -> gflops, uncounted
-_PROCESS_WARM = False  # set once this process has run a forward pass
+
+@dataclass
+class RunState:
+    """What one process carries from case to case of a run (no module globals).
+
+    ``flops``: FLOPs do not depend on batch, dtype or device, so each (model, size, kwargs) is
+    traced once per run. ``warm``: set once this process has run a forward pass.
+    """
+
+    flops: dict[tuple, tuple[float, dict, float]] = field(default_factory=dict)
+    warm: bool = False
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -69,29 +82,19 @@ def _device_name(device: str) -> str:
 def _base_row(case: Case) -> Row:
     import timm
 
-    h, w = case.resolution
     try:
         family = get_spec(case.model).family
     except Exception:  # noqa: BLE001
         family = ""
+    key = case.key
     return Row(
+        **key.row_fields(),
         suite=case.suite,
-        case_id=case.case_id,
-        model=case.model,
-        head=case.head,
+        case_id=str(key),
         family=family,
-        task=case.task,
-        resolution=[h, w],
-        tokens=(h // 4) * (w // 4),
-        batch_size=case.batch_size,
-        dtype=case.dtype,
-        device=case.device,
+        tokens=tokens(case.resolution),
         device_name=_device_name(case.device),
-        channels_last=case.channels_last,
-        compile=case.compile,
         attn_impl=str(case.kwargs.get("attn_impl", "sdpa")),
-        kwargs=dict(case.kwargs) or None,
-        checkpoint=case.checkpoint,
         threads=torch.get_num_threads(),
         torch_version=torch.__version__,
         timm_version=timm.__version__,
@@ -99,7 +102,23 @@ def _base_row(case: Case) -> Row:
     )
 
 
-def _run_cost(case: Case, row: Row) -> None:
+def _fill(row: Row, measure: str, record: Any) -> None:
+    """Copy a measurement's record into the row: one column per entry of the metric table."""
+    for m in metrics_of(measure):
+        if callable(m.source):
+            setattr(row, m.column, m.source(record))
+        elif m.source is not None:
+            setattr(row, m.column, getattr(record, m.source))
+
+
+def _measure_flops(case: Case, model: torch.nn.Module, row: Row, state: RunState) -> None:
+    key = (case.model, case.resolution, json.dumps(case.kwargs, sort_keys=True))
+    if key not in state.flops:
+        state.flops[key] = count_flops(model, case.resolution)
+    _fill(row, "flops", state.flops[key])
+
+
+def _run_cost(case: Case, row: Row, state: RunState) -> None:
     dev = torch.device(case.device)
     model = create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
     model.eval()
@@ -110,11 +129,7 @@ def _run_cost(case: Case, row: Row) -> None:
         model = model.to(dev)  # trace for FLOPs on the GPU too: 2048² on a CPU takes long
 
     if "flops" in case.metrics:
-        key = (case.model, case.resolution, json.dumps(case.kwargs, sort_keys=True))
-        if key not in _FLOPS_CACHE:
-            rec = count_flops(model, case.resolution)
-            _FLOPS_CACHE[key] = (rec.gflops, rec.uncounted_ops, rec.uncounted_share)
-        row.gflops, row.uncounted_ops, row.uncounted_share = _FLOPS_CACHE[key]
+        _measure_flops(case, model, row, state)
 
     if not {"latency", "memory"} & set(case.metrics):
         return
@@ -129,23 +144,18 @@ def _run_cost(case: Case, row: Row) -> None:
         with torch.inference_mode(), autocast(case.dtype, dev):
             return fwd_model(x)
 
-    global _PROCESS_WARM
     warmup = case.latency.warmup
-    if not _PROCESS_WARM:
+    if not state.warm:
         # the first forward of a process pays one-off costs (library initialisation, kernel
         # selection): give the first timed case one more warm-up so it is not penalised
         warmup += 1
-        _PROCESS_WARM = True
+        state.warm = True
     if "memory" in case.metrics:
         # The profiled forward doubles as the first warm-up call (saves one forward per case,
         # which matters at 1024² on a CPU); the allocator peak does not depend on it.
         if case.compile:
             forward()  # compile outside the profiler
-        mem = measure_peak_memory(forward, device=dev, resident=resident_bytes(model, x))
-        row.peak_mem_mb = mem.peak_mb
-        row.peak_mem_reserved_mb = mem.reserved_mb
-        row.mem_kind = mem.kind
-        row.resident_mem_mb = mem.resident_mb
+        _fill(row, "memory", measure_peak_memory(forward, device=dev, resident=resident_bytes(model, x)))
         warmup = max(0, warmup - 1)
     if "latency" in case.metrics:
         lat = case.latency
@@ -158,62 +168,30 @@ def _run_cost(case: Case, row: Row) -> None:
             time_budget_s=lat.time_budget_s,
             device=dev,
         )
-        row.latency_ms_median = rec.median_ms
-        row.latency_ms_p90 = rec.p90_ms
-        row.latency_ms_iqr = rec.iqr_ms
-        row.latency_ms_mean = rec.mean_ms
-        row.latency_ms_min = rec.min_ms
-        row.latency_iters = rec.iters
-        row.latency_ms_samples = [round(t, 4) for t in rec.times_ms]
-        row.throughput_img_s = rec.throughput_img_s
-        row.timer = rec.timer
-        row.loadavg_1m = rec.loadavg_1m
+        _fill(row, "latency", rec)
 
 
 def _run_eval(case: Case, row: Row) -> None:
-    cfg = dict(case.eval_config)
-    data = cfg.pop("data")
-    cfg.pop("img_size", None)
-    if case.task == "imagenet":
-        from .eval.imagenet import evaluate_imagenet
-
-        res = evaluate_imagenet(
-            case.model,
-            data,
-            checkpoint=case.checkpoint,
-            device=case.device,
-            dtype=case.dtype,
-            img_size=None,
-            **cfg,
-        )
-    elif case.task == "ade20k":
-        from .eval.ade20k import evaluate_ade20k
-
-        cfg.pop("head", None)
-        res = evaluate_ade20k(
-            case.model, data, head=case.head or "paca", checkpoint=case.checkpoint, device=case.device, **cfg
-        )
-    elif case.task == "coco":
-        from .eval.coco import evaluate_coco
-
-        ann = cfg.pop("ann")
-        res = evaluate_coco(case.model, data, ann, checkpoint=case.checkpoint, device=case.device, **cfg)
-    else:  # pragma: no cover - validated by the suite
-        raise ValueError(f"unknown task {case.task}")
+    """Run the case's accuracy task (``pacabench.metrics.TASKS``) and copy its numbers into the row."""
+    module, _, fn = TASKS[case.task].evaluate.partition(":")
+    res = getattr(importlib.import_module(module), fn)(case)
     for k, v in res.items():
         if hasattr(row, k) and k not in ("model", "task", "resolution"):
             setattr(row, k, v)
 
 
-def run_case(case: Case) -> Row:
-    """Measure one case in this process; never raises for a failing model (KeyboardInterrupt aside)."""
+def run_case(case: Case, state: RunState | None = None) -> Row:
+    """Measure one case in this process; never raises for a failing model (KeyboardInterrupt aside).
+
+    ``state``: carried from case to case by ``run_suite`` (a fresh one when not given)."""
+    state = state if state is not None else RunState()
     if case.threads:
         torch.set_num_threads(case.threads)
     row = _base_row(case)
     t0 = time.perf_counter()
     try:
         if case.task == "cost":
-            _run_cost(case, row)
+            _run_cost(case, row, state)
         else:
             _run_eval(case, row)
         row.status = "ok"
@@ -279,70 +257,53 @@ class RunSummary:
         return c
 
 
+def with_artifacts(case: Case, run_dir: RunDir) -> Case:
+    """The case with its task's files (e.g. ADE20k's per-class IoU CSV) pointed into the run folder."""
+    task = TASKS.get(case.task)
+    if task is None or not task.artifacts:
+        return case
+    cfg = dict(case.eval_config)
+    for option, pattern in task.artifacts:
+        cfg[option] = str(run_dir.path / pattern.format(key=case.key.file_stem()))
+    return replace(case, eval_config=cfg)
+
+
 def run_suite(
     suite: Suite,
     run_dir: RunDir,
     *,
     device: str | None = None,
     isolate: bool | None = None,
-    progress: bool = True,
+    on_start: Callable[[list[Case]], None] | None = None,
+    on_case: Callable[[Case], None] | None = None,
     on_row: Callable[[Row], None] | None = None,
     case_fn: Callable[[Case], Row] | None = None,
 ) -> RunSummary:
-    """Run every case not already in ``run_dir`` (so a second call resumes)."""
+    """Run every case not already in ``run_dir`` (so a second call resumes).
+
+    Progress is reported through the callbacks (the CLI draws its bar with them): ``on_start``
+    with the cases to run, ``on_case`` before each, ``on_row`` after each row is written.
+    """
     cases = suite.cases(device)
     done = run_dir.done_keys()
-    todo = [c for c in cases if c.case_id not in done]
+    todo = [c for c in cases if c.key not in done]
     summary = RunSummary(run_dir)
     summary.skipped_done = len(cases) - len(todo)
     isolate = suite.isolate if isolate is None else isolate
-    fn = case_fn or (_run_case_isolated if isolate else run_case)
+    state = RunState()
+    fn = case_fn or (_run_case_isolated if isolate else functools.partial(run_case, state=state))
     t_start = time.perf_counter()
-
-    ctx: contextlib.AbstractContextManager
-    if progress:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        ctx = Progress(
-            TextColumn("[bold]{task.fields[suite]}[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.description}"),
-            transient=False,
-        )
-    else:
-        ctx = contextlib.nullcontext()
-    with ctx as prog:
-        task = prog.add_task("", total=len(todo), suite=suite.name) if progress else None
-        for case in todo:
-            if progress:
-                prog.update(task, description=case.describe())
-            row = fn(case)
-            row.run_id = run_dir.path.name
-            extras = getattr(row, "_extras", None)
-            if extras and "ade20k" in extras:
-                from .eval.ade20k import write_per_class
-
-                safe = case.case_id.replace("|", "_").replace("+", "-")
-                write_per_class(run_dir.path / f"per_class_iou_{safe}.csv", extras["ade20k"])
-            run_dir.append(row)
-            summary.rows.append(row)
-            if on_row is not None:
-                on_row(row)
-            if progress:
-                prog.advance(task)
-        if progress:
-            prog.update(task, description="done")
+    if on_start is not None:
+        on_start(todo)
+    for case in todo:
+        if on_case is not None:
+            on_case(case)
+        row = fn(with_artifacts(case, run_dir))
+        row.run_id = run_dir.path.name
+        run_dir.append(row)
+        summary.rows.append(row)
+        if on_row is not None:
+            on_row(row)
     summary.wall_s = time.perf_counter() - t_start
     return summary
 

@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .casekey import CaseKey, checkpoint_digest
+from .errors import PacabenchError
+from .metrics import COST_MEASURES, MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
 
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
-METRICS = ("params", "flops", "latency", "memory", "imagenet", "ade20k", "coco")
+METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.metrics)
 DTYPES = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {
@@ -57,10 +60,10 @@ TOP_KEYS = {
 }
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
 LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s"}
-EVAL_KEYS = {"imagenet", "ade20k", "coco"}
+EVAL_KEYS = set(TASKS)
 
 
-class SuiteError(ValueError):
+class SuiteError(PacabenchError):
     """A suite file that does not validate: one line, with file and line number."""
 
 
@@ -104,18 +107,9 @@ class Case:
     head: str | None = None
 
     @property
-    def case_id(self) -> str:
-        parts = [
-            self.task,
-            self.model + (f"+{self.head}" if self.head else ""),
-            f"{self.resolution[0]}x{self.resolution[1]}",
-            str(self.batch_size),
-            self.dtype,
-            self.device,
-            str(int(self.channels_last)),
-            str(int(self.compile)),
-        ]
-        return "|".join(parts)
+    def key(self) -> CaseKey:
+        """This case's identity (the same as that of the row it produces)."""
+        return CaseKey.from_row({**self.to_dict(), "checkpoint_sha": checkpoint_digest(self.checkpoint)})
 
     def describe(self) -> str:
         extra = " cl" if self.channels_last else ""
@@ -188,7 +182,7 @@ class Suite:
         """Expand to cases, in a stable order: model, resolution, batch, dtype; then eval tasks."""
         dev = self.resolved_device(device)
         lat = self.latency_for(dev)
-        cost_metrics = tuple(m for m in self.metrics if m in ("params", "flops", "latency", "memory"))
+        cost_metrics = tuple(m for m in self.metrics if m in COST_MEASURES)
         out: list[Case] = []
         for m in self.models:
             res_list = list(m.resolutions) if m.resolutions else self.resolutions
@@ -221,14 +215,14 @@ class Suite:
                 cfg = dict(cfg)
                 ckpts = cfg.pop("checkpoints", {}) or {}
                 ckpt = m.checkpoint or ckpts.get(m.name)
-                res = cfg.get("img_size") or (512 if task == "ade20k" else 800 if task == "coco" else 224)
+                res = cfg.get("img_size") or TASKS[task].resolution
                 hw = to_hw(res) if not isinstance(res, tuple) else res
                 out.append(
                     Case(
                         suite=self.name,
                         model=m.name,
                         resolution=hw,
-                        batch_size=int(cfg.get("batch_size", 1 if task != "imagenet" else 64)),
+                        batch_size=int(cfg.get("batch_size", TASKS[task].batch_size)),
                         dtype=self.dtypes[0],
                         device=dev,
                         channels_last=self.channels_last,
@@ -244,9 +238,6 @@ class Suite:
                     )
                 )
         return out
-
-    def with_overrides(self, **kw) -> Suite:
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +281,7 @@ def load_suite(path: str | os.PathLike) -> Suite:
 
 
 def parse_suite(text: str, filename: str = "<suite>") -> Suite:
+    """Validate a suite's YAML text; the first problem raises ``SuiteError`` as ``file:line: message``."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -304,160 +296,179 @@ def parse_suite(text: str, filename: str = "<suite>") -> Suite:
         data = loc.build(node)
     except SuiteError as e:
         raise SuiteError(str(e).replace("{file}", filename)) from None
+    return _Parser(data, loc, filename).suite(text)
 
-    def fail(path: tuple, msg: str):
-        raise SuiteError(f"{filename}:{loc.line(path)}: {msg}")
 
-    if not isinstance(data, dict):
-        fail((), "a suite must be a mapping of keys (models, resolutions, ...)")
-    for k in data:
-        if k not in TOP_KEYS:
-            near = difflib.get_close_matches(k, sorted(TOP_KEYS), n=1)
-            fail((k,), f"unknown key '{k}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+class _Parser:
+    """Checks one suite's data, key by key; ``fail`` names the file and line of the bad key."""
 
-    name = data.get("name") or Path(filename).stem
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-        fail(("name",), f"name must be letters, digits, '-' or '_', got {name!r}")
-    if name == "baselines":
-        fail(
-            ("name",), "the suite name 'baselines' is reserved (results/baselines holds committed baselines)"
+    def __init__(self, data: Any, loc: _Located, filename: str):
+        self.data, self.loc, self.filename = data, loc, filename
+
+    def fail(self, path: tuple, msg: str):
+        raise SuiteError(f"{self.filename}:{self.loc.line(path)}: {msg}")
+
+    def suite(self, text: str) -> Suite:
+        data, fail = self.data, self.fail
+        if not isinstance(data, dict):
+            fail((), "a suite must be a mapping of keys (models, resolutions, ...)")
+        for k in data:
+            if k not in TOP_KEYS:
+                near = difflib.get_close_matches(k, sorted(TOP_KEYS), n=1)
+                fail((k,), f"unknown key '{k}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+        name = self.name()
+        models = self.models()
+        res = self.resolutions(data.get("resolutions", [224]), ("resolutions",))
+        bss = self.pos_ints(data.get("batch_sizes", [1]), ("batch_sizes",), "batch_sizes")
+        dtypes = self.dtypes()
+        device = data.get("device", "auto")
+        if device not in DEVICES:
+            fail(("device",), f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        threads = data.get("threads")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            fail(("threads",), f"threads must be a positive int or null, got {threads!r}")
+        metrics = self.metrics()
+        latency = data.get("latency", {}) or {}
+        if not isinstance(latency, dict):
+            fail(("latency",), "latency must be a mapping")
+        self.check_latency(latency, ("latency",), True)
+        ev = self.eval()
+        return Suite(
+            name=name,
+            path=self.filename,
+            description=str(data.get("description", "") or ""),
+            models=models,
+            resolutions=res,
+            batch_sizes=bss,
+            dtypes=dtypes,
+            device=device,
+            channels_last=self.boolean("channels_last"),
+            compile=self.boolean("compile"),
+            threads=threads,
+            metrics=metrics,
+            latency=latency,
+            eval=ev,
+            isolate=self.boolean("isolate"),
+            source_text=text,
         )
 
-    def resolutions(value, path) -> list[tuple[int, int]]:
+    def name(self) -> str:
+        name = self.data.get("name") or Path(self.filename).stem
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            self.fail(("name",), f"name must be letters, digits, '-' or '_', got {name!r}")
+        if name == "baselines":
+            self.fail(
+                ("name",),
+                "the suite name 'baselines' is reserved (results/baselines holds committed baselines)",
+            )
+        return name
+
+    def resolutions(self, value, path) -> list[tuple[int, int]]:
         if not isinstance(value, list) or not value:
-            fail(path, "resolutions must be a non-empty list of ints or [h, w] pairs")
+            self.fail(path, "resolutions must be a non-empty list of ints or [h, w] pairs")
         out = []
         for i, r in enumerate(value):
             try:
                 out.append(to_hw(r))
             except ResolutionError as e:
-                fail(path + (i,), f"bad resolution: {e}")
+                self.fail(path + (i,), f"bad resolution: {e}")
         return out
 
-    def pos_ints(value, path, what) -> list[int]:
+    def pos_ints(self, value, path, what) -> list[int]:
         if not isinstance(value, list) or not value:
-            fail(path, f"{what} must be a non-empty list of positive ints")
+            self.fail(path, f"{what} must be a non-empty list of positive ints")
         for i, v in enumerate(value):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                fail(path + (i,), f"{what} must be positive ints, got {v!r}")
+                self.fail(path + (i,), f"{what} must be positive ints, got {v!r}")
         return list(value)
 
-    def boolean(key, default=False) -> bool:
-        v = data.get(key, default)
+    def boolean(self, key, default=False) -> bool:
+        v = self.data.get(key, default)
         if not isinstance(v, bool):
-            fail((key,), f"{key} must be true or false, got {v!r}")
+            self.fail((key,), f"{key} must be true or false, got {v!r}")
         return v
 
-    # models
-    raw_models = data.get("models")
-    if not isinstance(raw_models, list) or not raw_models:
-        fail(("models",), "models must be a non-empty list of model names")
-    models: list[ModelEntry] = []
-    for i, m in enumerate(raw_models):
-        path = ("models", i)
+    def models(self) -> list[ModelEntry]:
+        raw = self.data.get("models")
+        if not isinstance(raw, list) or not raw:
+            self.fail(("models",), "models must be a non-empty list of model names")
+        return [self.model(m, ("models", i)) for i, m in enumerate(raw)]
+
+    def model(self, m: Any, path: tuple) -> ModelEntry:
         if isinstance(m, str):
             m = {"name": m}
         if not isinstance(m, dict) or "name" not in m:
-            fail(path, "each model is a name or a mapping with 'name'")
+            self.fail(path, "each model is a name or a mapping with 'name'")
         for k in m:
             if k not in MODEL_KEYS:
-                fail(path + (k,), f"unknown model key '{k}' (allowed: {', '.join(sorted(MODEL_KEYS))})")
+                self.fail(path + (k,), f"unknown model key '{k}' (allowed: {', '.join(sorted(MODEL_KEYS))})")
         try:
             get_spec(m["name"])
         except UnknownModelError as e:
-            fail(path + ("name",) if len(m) > 1 else path, str(e))
+            self.fail(path + ("name",) if len(m) > 1 else path, str(e))
         kwargs = dict(m.get("kwargs") or {})
         if "clusters" in m:
             kwargs["clusters"] = m["clusters"]
-        models.append(
-            ModelEntry(
-                name=m["name"],
-                checkpoint=m.get("checkpoint"),
-                resolutions=tuple(resolutions(m["resolutions"], path + ("resolutions",)))
-                if "resolutions" in m
-                else None,
-                batch_sizes=tuple(pos_ints(m["batch_sizes"], path + ("batch_sizes",), "batch_sizes"))
-                if "batch_sizes" in m
-                else None,
-                kwargs=kwargs,
-                head=m.get("head"),
-            )
+        res = bss = None
+        if "resolutions" in m:
+            res = tuple(self.resolutions(m["resolutions"], path + ("resolutions",)))
+        if "batch_sizes" in m:
+            bss = tuple(self.pos_ints(m["batch_sizes"], path + ("batch_sizes",), "batch_sizes"))
+        return ModelEntry(
+            name=m["name"],
+            checkpoint=m.get("checkpoint"),
+            resolutions=res,
+            batch_sizes=bss,
+            kwargs=kwargs,
+            head=m.get("head"),
         )
 
-    res = resolutions(data.get("resolutions", [224]), ("resolutions",))
-    bss = pos_ints(data.get("batch_sizes", [1]), ("batch_sizes",), "batch_sizes")
-    dtypes = data.get("dtypes", ["fp32"])
-    if isinstance(dtypes, str):
-        dtypes = [dtypes]
-    for i, d in enumerate(dtypes):
-        if d not in DTYPES:
-            fail(("dtypes", i), f"dtype must be one of {', '.join(DTYPES)}, got {d!r}")
-    device = data.get("device", "auto")
-    if device not in DEVICES:
-        fail(("device",), f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    threads = data.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        fail(("threads",), f"threads must be a positive int or null, got {threads!r}")
-    metrics = data.get("metrics", ["params", "flops", "latency", "memory"])
-    if not isinstance(metrics, list) or not metrics:
-        fail(("metrics",), "metrics must be a non-empty list")
-    for i, mt in enumerate(metrics):
-        if mt not in METRICS:
-            near = difflib.get_close_matches(str(mt), METRICS, n=1)
-            fail(("metrics", i), f"unknown metric {mt!r}" + (f" (did you mean '{near[0]}'?)" if near else ""))
+    def dtypes(self) -> list[str]:
+        dtypes = self.data.get("dtypes", ["fp32"])
+        if isinstance(dtypes, str):
+            dtypes = [dtypes]
+        for i, d in enumerate(dtypes):
+            if d not in DTYPES:
+                self.fail(("dtypes", i), f"dtype must be one of {', '.join(DTYPES)}, got {d!r}")
+        return list(dtypes)
 
-    latency = data.get("latency", {}) or {}
-    if not isinstance(latency, dict):
-        fail(("latency",), "latency must be a mapping")
+    def metrics(self) -> list[str]:
+        metrics = self.data.get("metrics", list(COST_MEASURES))
+        if not isinstance(metrics, list) or not metrics:
+            self.fail(("metrics",), "metrics must be a non-empty list")
+        for i, mt in enumerate(metrics):
+            if mt not in METRICS:
+                near = difflib.get_close_matches(str(mt), METRICS, n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                self.fail(("metrics", i), f"unknown metric {mt!r}" + hint)
+        return list(metrics)
 
-    def check_latency(d: dict, path: tuple, allow_devices: bool):
+    def check_latency(self, d: dict, path: tuple, allow_devices: bool) -> None:
         for k, v in d.items():
             if allow_devices and k in ("cpu", "cuda"):
                 if not isinstance(v, dict):
-                    fail(path + (k,), f"latency.{k} must be a mapping")
-                check_latency(v, path + (k,), False)
+                    self.fail(path + (k,), f"latency.{k} must be a mapping")
+                self.check_latency(v, path + (k,), False)
                 continue
             if k not in LATENCY_KEYS:
-                fail(
+                self.fail(
                     path + (k,),
                     f"unknown latency key '{k}' (allowed: {', '.join(sorted(LATENCY_KEYS))}, cpu, cuda)",
                 )
             if k == "time_budget_s":
                 if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
-                    fail(path + (k,), f"time_budget_s must be a positive number or null, got {v!r}")
+                    self.fail(path + (k,), f"time_budget_s must be a positive number or null, got {v!r}")
             elif not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "warmup" else 1):
-                fail(
-                    path + (k,),
-                    f"latency {k} must be a {'non-negative' if k == 'warmup' else 'positive'} int, got {v!r}",
-                )
+                kind = "non-negative" if k == "warmup" else "positive"
+                self.fail(path + (k,), f"latency {k} must be a {kind} int, got {v!r}")
 
-    check_latency(latency, ("latency",), True)
-
-    ev = data.get("eval", {}) or {}
-    if not isinstance(ev, dict):
-        fail(("eval",), "eval must be a mapping of task -> settings")
-    for k, v in ev.items():
-        if k not in EVAL_KEYS:
-            fail(("eval", k), f"unknown eval task '{k}' (allowed: {', '.join(sorted(EVAL_KEYS))})")
-        if not isinstance(v, dict) or "data" not in v:
-            fail(("eval", k), f"eval.{k} needs at least 'data: DIR'")
-
-    desc = data.get("description", "")
-    return Suite(
-        name=name,
-        path=filename,
-        description=str(desc or ""),
-        models=models,
-        resolutions=res,
-        batch_sizes=bss,
-        dtypes=list(dtypes),
-        device=device,
-        channels_last=boolean("channels_last"),
-        compile=boolean("compile"),
-        threads=threads,
-        metrics=list(metrics),
-        latency=latency,
-        eval=ev,
-        isolate=boolean("isolate"),
-        source_text=text,
-    )
+    def eval(self) -> dict[str, dict]:
+        ev = self.data.get("eval", {}) or {}
+        if not isinstance(ev, dict):
+            self.fail(("eval",), "eval must be a mapping of task -> settings")
+        for k, v in ev.items():
+            if k not in EVAL_KEYS:
+                self.fail(("eval", k), f"unknown eval task '{k}' (allowed: {', '.join(sorted(EVAL_KEYS))})")
+            if not isinstance(v, dict) or "data" not in v:
+                self.fail(("eval", k), f"eval.{k} needs at least 'data: DIR'")
+        return ev

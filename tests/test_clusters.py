@@ -8,7 +8,8 @@ import timm
 import torch
 from PIL import Image
 
-from pacabench.clusters import cluster_assignment, clusters_command, render_cluster_map
+from pacabench.cli._commands import clusters as clusters_command
+from pacabench.clusters import cluster_assignment, render_cluster_map
 from pacabench.errors import UsageError
 
 TINY = "pacavit_tiny_p2cconv_100_0"
@@ -67,7 +68,7 @@ def test_bad_input_is_a_usage_error(image, tmp_path):
         render_cluster_map("swin_tiny_patch4_window7_224", image, out)
     with pytest.raises(UsageError, match="stage 4 .* no clusters"):
         render_cluster_map(TINY, image, out, stage=4, img_size=64)
-    with pytest.raises(UsageError, match="--stage"):
+    with pytest.raises(UsageError, match="stage must be between"):
         render_cluster_map(TINY, image, out, stage=5, img_size=64)
     with pytest.raises(UsageError, match="checkpoint not found"):
         render_cluster_map(TINY, image, out, checkpoint=tmp_path / "nope.pth")

@@ -354,7 +354,7 @@ def test_bad_inputs(ade, tmp_path):
 def test_cli_json(ade, seg_ckpt, tmp_path):
     from typer.testing import CliRunner
 
-    from pacabench.eval.cli import eval_app
+    from pacabench.cli._eval import eval_app
 
     ckpt, _ = seg_ckpt
     res = CliRunner().invoke(

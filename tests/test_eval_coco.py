@@ -278,7 +278,7 @@ def _independent_cocoeval(ann: Path, pred: Path, img_ids: list[int]) -> dict[str
 def test_cli_end_to_end_and_independent_pycocotools(tiny, tmp_path, capsys):
     from typer.testing import CliRunner
 
-    from pacabench.eval.cli import eval_app
+    from pacabench.cli._eval import eval_app
 
     pred = tmp_path / "pred.json"
     args = [
@@ -334,7 +334,7 @@ def test_cli_end_to_end_and_independent_pycocotools(tiny, tmp_path, capsys):
 def test_cli_errors_name_the_file(tiny, tmp_path):
     from typer.testing import CliRunner
 
-    from pacabench.eval.cli import eval_app
+    from pacabench.cli._eval import eval_app
 
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -206,7 +206,7 @@ def test_label_errors_name_the_line(setup, tmp_path):
 def test_missing_folder_and_flat_without_labels(setup, tmp_path):
     with pytest.raises(UsageError, match="not found"):
         evaluate_imagenet(MODEL, tmp_path / "nope", workers=0)
-    with pytest.raises(UsageError, match="--labels"):
+    with pytest.raises(UsageError, match="flat folder needs a label file"):
         evaluate_imagenet(MODEL, setup[2], workers=0)
     with pytest.raises(UsageError, match="label file not found"):
         evaluate_imagenet(MODEL, setup[2], labels=tmp_path / "none.txt", workers=0)
@@ -231,7 +231,7 @@ def test_bf16_autocast_runs(setup):
 def test_cli_json_is_one_object(setup):
     from typer.testing import CliRunner
 
-    from pacabench.eval.cli import eval_app
+    from pacabench.cli._eval import eval_app
 
     _, folder, _, ckpt, m = setup
     res = CliRunner().invoke(

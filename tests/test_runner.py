@@ -41,7 +41,7 @@ def _strip(rows):
 def full_run(tmp_path_factory):
     suite = parse_suite(SUITE, "tiny.yaml")
     rd = RunDir(tmp_path_factory.mktemp("full") / "run")
-    summary = runner.run_suite(suite, rd, progress=False)
+    summary = runner.run_suite(suite, rd)
     return suite, rd, summary
 
 
@@ -72,7 +72,7 @@ def test_interrupted_run_resumes_to_the_same_rows(full_run, tmp_path):
         return runner.run_case(case)
 
     with pytest.raises(KeyboardInterrupt):
-        runner.run_suite(suite, rd, progress=False, case_fn=dies_after_two)
+        runner.run_suite(suite, rd, case_fn=dies_after_two)
     assert len(rd.rows()) == 2  # what was measured is kept
     # a torn last line (killed mid-write) is tolerated
     with open(rd.rows_path, "a") as f:
@@ -83,31 +83,29 @@ def test_interrupted_run_resumes_to_the_same_rows(full_run, tmp_path):
     rd.rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows_before))
 
     seen = []
-    summary = runner.run_suite(
-        suite, rd, progress=False, case_fn=lambda c: seen.append(c) or runner.run_case(c)
-    )
+    summary = runner.run_suite(suite, rd, case_fn=lambda c: seen.append(c) or runner.run_case(c))
     assert summary.skipped_done == 2 and len(seen) == 2  # nothing redone
     rows = rd.rows()
     assert len(rows) == 4 and len({r["case_id"] for r in rows}) == 4  # nothing duplicated
     assert _strip(rows) == _strip(read_rows(rd_full.rows_path))
     # a third call has nothing to do
-    assert runner.run_suite(suite, rd, progress=False).rows == []
+    assert runner.run_suite(suite, rd).rows == []
 
 
 def test_oom_and_error_become_rows_and_the_suite_goes_on(tmp_path, monkeypatch):
     suite = parse_suite(SUITE, "tiny.yaml")
     real = runner._run_cost
 
-    def flaky(case, row):
+    def flaky(case, row, state):
         if case.model == "swin_tiny_patch4_window7_224" and case.resolution == (64, 96):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if case.model == "pvt_v2_b0" and case.resolution == (64, 96):
             raise ValueError("something broke\nsecond line")
-        return real(case, row)
+        return real(case, row, state)
 
     monkeypatch.setattr(runner, "_run_cost", flaky)
     rd = RunDir(tmp_path / "run")
-    runner.run_suite(suite, rd, progress=False)
+    runner.run_suite(suite, rd)
     rows = {(r["model"], tuple(r["resolution"])): r for r in rd.rows()}
     assert len(rows) == 4
     oom = rows[("swin_tiny_patch4_window7_224", (64, 96))]
@@ -134,6 +132,6 @@ def test_isolated_case_runs_in_a_subprocess(tmp_path):
         "tiny.yaml",
     )
     rd = RunDir(tmp_path / "run")
-    runner.run_suite(suite, rd, progress=False, isolate=True)
+    runner.run_suite(suite, rd, isolate=True)
     (row,) = rd.rows()
     assert row["status"] == "ok" and row["gflops"] > 0 and row["run_id"] == "run"

@@ -27,7 +27,7 @@ def test_good_suite_expands_to_cases():
     assert len(cases) == 8 + 4
     assert cases[0].resolution == (224, 224) and cases[2].resolution == (224, 224)
     assert {c.resolution for c in cases if c.model == "pvt_v2_b0"} == {(224, 224), (256, 320)}
-    assert len({c.case_id for c in cases}) == len(cases)
+    assert len({c.key for c in cases}) == len(cases)
     assert s.latency_for("cpu").iters == 4
     assert s.latency_for("cuda").iters == 40 and s.latency_for("cuda").warmup == 1
 

@@ -1,5 +1,6 @@
 """Accuracy as a suite metric: the runner's rows equal a direct evaluation."""
 
+import pytest
 import timm
 import torch
 
@@ -30,7 +31,7 @@ eval:
         "acc.yaml",
     )
     rd = RunDir(tmp_path / "run")
-    runner.run_suite(suite, rd, progress=False)
+    runner.run_suite(suite, rd)
     (row,) = rd.rows()
     assert row["status"] == "ok", row["error"]
     assert row["task"] == "imagenet" and row["checkpoint"] == str(ckpt)
@@ -38,3 +39,37 @@ eval:
     assert row["top1"] == direct["top1"] and row["top5"] == direct["top5"]
     assert row["num_images"] == direct["num_images"] == 9
     assert row["throughput_img_s"] > 0
+
+
+def test_ade20k_suite_writes_per_class_iou_csv(tmp_path):
+    """An ADE20k case of a suite leaves its per-class IoU/Acc CSV in the run folder (these CSVs
+    were never written before: the runner looked for results nothing set)."""
+    import csv
+
+    from tests.test_eval_ade20k import BACKBONE, NCLS, SCALE, make_ade
+
+    data = make_ade(tmp_path / "ade", n=2)
+    suite = parse_suite(
+        f"""
+name: seg
+models: [{{name: {BACKBONE}, head: upernet}}]
+device: cpu
+metrics: [ade20k]
+eval:
+  ade20k: {{data: {data}, num_classes: {NCLS}, scale: [{SCALE[0]}, {SCALE[1]}], workers: 0}}
+""",
+        "seg.yaml",
+    )
+    rd = RunDir(tmp_path / "run")
+    torch.manual_seed(0)
+    runner.run_suite(suite, rd)
+    (row,) = rd.rows()
+    assert row["status"] == "ok", row["error"]
+    (path,) = list(rd.path.glob("per_class_iou_*.csv"))
+    assert path.name == f"per_class_iou_ade20k_{BACKBONE}-upernet_512x512_1_fp32_cpu_0_0.csv"
+    with open(path, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == NCLS
+    ious = [float(r["iou"]) for r in table if r["iou"]]
+    assert ious and sum(ious) / len(ious) == pytest.approx(row["miou"], abs=1e-3)  # the row's mIoU
+    assert [r["label_value"] for r in table] == [str(c + 1) for c in range(NCLS)]

@@ -20,16 +20,24 @@ import csv
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from ..errors import UsageError
-from .common import autocast, check_dtype, raise_if_any_failed, reduce_max, resolve_device, sync
+from .common import (
+    SampleDataset,
+    autocast,
+    check_dtype,
+    raise_if_any_failed,
+    reduce_max,
+    resolve_device,
+    sync,
+)
 from .distributed import all_reduce_sum, gather_objects, init_distributed, shard_indices
 
 __all__ = [
@@ -159,14 +167,13 @@ def load_annotation(path: str, num_classes: int = 150) -> np.ndarray:
     return out
 
 
-class ADE20kEval(Dataset):
+class ADE20kEval(SampleDataset):
+    """Items: (index, image, label map, error message or None), at the test scale."""
+
     def __init__(self, samples: list[SegSample], scale, num_classes: int):
-        self.samples = samples
+        super().__init__(samples)
         self.scale = scale
         self.num_classes = num_classes
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def __getitem__(self, i: int):
         s = self.samples[i]
@@ -288,117 +295,161 @@ def evaluate_ade20k(
     Returns ``miou``, ``macc``, ``aacc`` (percent), ``num_images``, ``per_class_iou`` (fractions,
     None for classes never seen nor predicted), ``throughput_img_s``, ``skipped_images``...
     """
-    from ..models import CheckpointError, ResolutionError, UnknownModelError
-    from ..models.segmentation import create_segmentor
-
     info = init_distributed(device)
     dev = resolve_device(device, info)
     check_dtype(dtype)
-    if mode not in ("whole", "slide"):
-        raise UsageError(f"--mode must be 'whole' or 'slide', got '{mode}'")
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
-    if crop_size < 32 or stride < 1:
-        raise UsageError(f"crop size {crop_size} / stride {stride} are invalid")
+    _check_args(mode, limit, crop_size, stride)
     if workers is None:
         workers = min(4, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
 
     samples = find_ade_samples(data, split)
-    if limit is not None:
-        samples = samples[:limit]
-
+    samples = samples[:limit] if limit is not None else samples
     if net is None:
-        try:
-            net = create_segmentor(
-                model,
-                head,
-                num_classes=num_classes,
-                clusters=clusters,
-                checkpoint=checkpoint,
-                img_size=crop_size,
-                verbose=info.is_main,
-            )
-        except (CheckpointError, ResolutionError, UnknownModelError, ValueError) as e:
-            raise UsageError(_first_line(e)) from None
+        net = _build(model, head, num_classes, clusters, checkpoint, crop_size, verbose=info.is_main)
     net.eval().to(dev)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     n_cls = net.num_classes
-
     if save_predictions is not None:
         out_dir = Path(save_predictions)
         if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--save-predictions must be a folder: {out_dir}")
+            raise UsageError(f"save_predictions must be a folder: {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
-
     ds = Subset(ADE20kEval(samples, scale, n_cls), shard_indices(len(samples), info))
     loader = DataLoader(
         ds, batch_size=None, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
     )
-
-    areas = torch.zeros(4, n_cls, dtype=torch.int64)
-    seen = 0
-    skipped: list[str] = []
-    error: str | None = None
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        for i, img, lab, msg in loader:
-            if msg is not None:
-                if skip_bad:
-                    skipped.append(msg)
-                    continue
-                error = msg
-                break
-            x = img[None].to(dev, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(dtype, dev):
-                logits = net.inference(x, mode, crop_size=crop_size, stride=stride)
-            logits = F.interpolate(
-                logits.float(), size=tuple(lab.shape), mode="bilinear", align_corners=False
-            )
-            pred = logits.argmax(dim=1)[0]
-            areas += area_stats(pred, lab.to(dev), n_cls).cpu()
-            seen += 1
-            if save_predictions is not None:
-                _save_png(Path(save_predictions) / f"{samples[i].stem}.png", pred)
+    loop = _Loop(n_cls, skip_bad, None if save_predictions is None else Path(save_predictions))
+    loop.run(
+        net, loader, samples, dev, dtype, channels_last, dict(mode=mode, crop_size=crop_size, stride=stride)
+    )
     sync(dev)
     wall = time.perf_counter() - t0
-    raise_if_any_failed(error, info)
+    raise_if_any_failed(loop.error, info)
 
-    areas = all_reduce_sum(areas, info)
-    seen, n_skipped = (int(v) for v in all_reduce_sum(torch.tensor([seen, len(skipped)]), info).tolist())
+    counts = _gather(loop, wall, info)
+    result = _result(
+        counts, net, n_cls, model=model, head=head, checkpoint=checkpoint, mode=mode, dtype=dtype,
+        device=dev.type, crop_size=crop_size, scale=scale, world_size=info.world_size, dist_backend=info.backend,
+    )  # fmt: skip
+    if per_class is not None and info.is_main:
+        write_per_class(per_class, result)
+    return result
+
+
+def _gather(loop: _Loop, wall: float, info) -> dict:
+    """Sum the ranks' areas and counts (every rank gets the totals); rank 0 gets every rank's
+    unreadable files."""
+    areas = all_reduce_sum(loop.areas, info)
+    seen, n_skipped = (
+        int(v) for v in all_reduce_sum(torch.tensor([loop.seen, len(loop.skipped)]), info).tolist()
+    )
     wall = reduce_max(wall, info)
-    skipped_all = gather_objects(skipped, info)
+    skipped_all = gather_objects(loop.skipped, info)
+    skipped_files = [m for part in skipped_all for m in part] if info.is_main else []
+    return {
+        "areas": areas,
+        "seen": seen,
+        "n_skipped": n_skipped,
+        "wall": wall,
+        "skipped_files": skipped_files,
+    }
 
+
+def _result(counts: dict, net, n_cls: int, *, model, head, checkpoint, mode, dtype, device, crop_size,
+            scale, world_size, dist_backend=None) -> dict:  # fmt: skip
+    seen, wall = counts["seen"], counts["wall"]
     result = {
         "task": "ade20k",
         "model": model,
         "head": head,
         "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
-        **metrics_from_areas(areas),
+        **metrics_from_areas(counts["areas"]),
         "num_images": seen,
-        "skipped_images": n_skipped,
+        "skipped_images": counts["n_skipped"],
         "throughput_img_s": seen / wall if wall > 0 else None,
         "wall_s": wall,
         "mode": mode,
         "dtype": dtype,
-        "device": dev.type,
+        "device": device,
         "batch_size": 1,
         "resolution": [crop_size, crop_size],
         "test_scale": None if scale is None else list(scale),
-        "world_size": info.world_size,
-        "dist_backend": info.backend,
+        "world_size": world_size,
+        "dist_backend": dist_backend,
         "class_names": list(ADE20K_CLASSES) if n_cls == 150 else None,
-        "areas": areas.tolist(),
+        "areas": counts["areas"].tolist(),
     }
     if getattr(net, "load_report", None) is not None:
         result["load_report"] = net.load_report.notice()
-    if info.is_main and skipped_all:
-        result["skipped_files"] = [m for part in skipped_all for m in part]
-    if per_class is not None and info.is_main:
-        write_per_class(per_class, result)
+    if counts["skipped_files"]:
+        result["skipped_files"] = counts["skipped_files"]
     return result
+
+
+def _check_args(mode: str, limit: int | None, crop_size: int, stride: int) -> None:
+    if mode not in ("whole", "slide"):
+        raise UsageError(f"mode must be 'whole' or 'slide', got '{mode}'")
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be at least 1, got {limit}")
+    if crop_size < 32 or stride < 1:
+        raise UsageError(f"crop size {crop_size} / stride {stride} are invalid")
+
+
+def _build(model, head, num_classes, clusters, checkpoint, crop_size, *, verbose: bool) -> torch.nn.Module:
+    from ..models import CheckpointError, ResolutionError, UnknownModelError
+    from ..models.segmentation import create_segmentor
+
+    try:
+        return create_segmentor(
+            model,
+            head,
+            num_classes=num_classes,
+            clusters=clusters,
+            checkpoint=checkpoint,
+            img_size=crop_size,
+            verbose=verbose,
+        )
+    except (CheckpointError, ResolutionError, UnknownModelError, ValueError) as e:
+        raise UsageError(_first_line(e)) from None
+
+
+@dataclass
+class _Loop:
+    """The evaluation loop of one rank: areas summed over its images, unreadable files."""
+
+    n_cls: int
+    skip_bad: bool
+    save_dir: Path | None
+    seen: int = 0
+    skipped: list[str] = field(default_factory=list)
+    error: str | None = None
+    areas: torch.Tensor = None  # type: ignore[assignment]
+
+    def run(self, net, loader, samples, dev, dtype: str, channels_last: bool, how: dict) -> None:
+        self.areas = torch.zeros(4, self.n_cls, dtype=torch.int64)
+        with torch.inference_mode():
+            for i, img, lab, msg in loader:
+                if msg is not None:
+                    if self.skip_bad:
+                        self.skipped.append(msg)
+                        continue
+                    self.error = msg
+                    break
+                x = img[None].to(dev, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(dtype, dev):
+                    logits = net.inference(x, how["mode"], crop_size=how["crop_size"], stride=how["stride"])
+                logits = F.interpolate(
+                    logits.float(), size=tuple(lab.shape), mode="bilinear", align_corners=False
+                )
+                pred = logits.argmax(dim=1)[0]
+                self.areas += area_stats(pred, lab.to(dev), self.n_cls).cpu()
+                self.seen += 1
+                if self.save_dir is not None:
+                    _save_png(self.save_dir / f"{samples[i].stem}.png", pred)
 
 
 def _save_png(path: Path, pred: torch.Tensor) -> None:
@@ -408,3 +459,13 @@ def _save_png(path: Path, pred: torch.Tensor) -> None:
 
 
 __all__ += ["ADE20kEval"]
+
+
+def evaluate_case(case) -> dict:
+    """A suite's ADE20k case (``pacabench.metrics.TASKS``): the case's head, default PaCa."""
+    from .common import case_options
+
+    data, cfg = case_options(case)
+    cfg.pop("head", None)
+    head = case.head or "paca"
+    return evaluate_ade20k(case.model, data, head=head, checkpoint=case.checkpoint, device=case.device, **cfg)

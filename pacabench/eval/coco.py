@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 import time
 import warnings
@@ -45,7 +44,6 @@ __all__ = [
     "label_to_category_map",
     "detections_to_coco",
     "coco_metrics",
-    "format_metrics",
 ]
 
 _STAT_NAMES = ("ap", "ap50", "ap75", "aps", "apm", "apl")
@@ -284,16 +282,17 @@ def evaluate_coco(
     ann: str | os.PathLike,
     *,
     checkpoint: str | os.PathLike | None = None,
-    limit: int | None = None,
-    device: str = "auto",
-    save_predictions: str | os.PathLike | None = None,
-    workers: int = 2,
+    num_classes: int = 80,
+    # the test protocol: short side, long-side cap, RPN proposals kept, detections per image
     min_size: int = 800,
     max_size: int = 1333,
     max_proposals: int = 1000,
     max_detections: int = 100,
-    num_classes: int = 80,
+    limit: int | None = None,
+    device: str = "auto",
+    workers: int = 2,
     seed: int = 0,
+    save_predictions: str | os.PathLike | None = None,
     log=None,
 ) -> dict[str, Any]:
     """COCO bbox/segm AP of Mask R-CNN on ``model`` (a backbone name) over ``data`` + ``ann``.
@@ -309,8 +308,6 @@ def evaluate_coco(
     segm_apl}`` as percentages, plus ``num_images``, ``num_detections``, ``model``,
     ``checkpoint``, ``device``, ``world_size`` and ``wall_s``.
     """
-    from ..models import CheckpointError, UnknownModelError
-    from ..models.detection import create_detector
     from .common import require_dir, resolve_device
 
     t0 = time.perf_counter()
@@ -318,13 +315,11 @@ def evaluate_coco(
     info = init_distributed(device)
     try:
         if limit is not None and limit <= 0:
-            raise UsageError(f"--limit must be positive, got {limit}")
+            raise UsageError(f"limit must be positive, got {limit}")
         coco = load_coco_annotations(ann)
         img_dir = require_dir(data, "image folder")
         label_to_cat = label_to_category_map(coco, num_classes)
-        image_ids = sorted(coco.getImgIds())
-        if limit is not None:
-            image_ids = image_ids[:limit]
+        image_ids = sorted(coco.getImgIds())[:limit] if limit is not None else sorted(coco.getImgIds())
         mine = [image_ids[i] for i in shard_indices(len(image_ids), info)]
         paths = [img_dir / coco.imgs[i]["file_name"] for i in mine]
         missing = next((p for p in paths if not p.is_file()), None)
@@ -332,59 +327,19 @@ def evaluate_coco(
         if save_predictions is not None and info.is_main:
             out_dir = Path(save_predictions).expanduser().resolve().parent
             if not out_dir.is_dir():
-                raise UsageError(f"--save-predictions: folder does not exist: {out_dir}")
+                raise UsageError(f"save_predictions: folder does not exist: {out_dir}")
 
         dev = resolve_device(device, info)
         torch.manual_seed(seed)
-        try:
-            det = create_detector(
-                model,
-                num_classes=num_classes,
-                checkpoint=checkpoint,
-                min_size=min_size,
-                max_size=max_size,
-                rpn_pre_nms_top_n=1000,
-                rpn_post_nms_top_n=max_proposals,
-                detections_per_img=max_detections,
-            )
-        except (CheckpointError, UnknownModelError) as e:
-            raise UsageError(str(e)) from None
+        det = _build(model, num_classes, checkpoint, min_size, max_size, max_proposals, max_detections)
         det = det.to(dev).eval()
 
         loader = torch.utils.data.DataLoader(
-            _Images(paths),
-            batch_size=None,
-            shuffle=False,
-            num_workers=max(0, int(workers)),
+            _Images(paths), batch_size=None, num_workers=max(0, int(workers))
         )
-        results: list[dict[str, Any]] = []
-        error = None
-        with torch.inference_mode():
-            for i, img, err in loader:
-                if err is not None:
-                    error = err
-                    break
-                out = det([img.to(dev)])[0]
-                results.extend(
-                    detections_to_coco(
-                        mine[i], out["boxes"], out["scores"], out["labels"], out.get("masks"), label_to_cat
-                    )
-                )
-                if log is not None and (i + 1) % 100 == 0:
-                    print(f"[coco] rank {info.rank}: {i + 1}/{len(paths)} images", file=log)
+        results, error = _detect_all(det, loader, mine, label_to_cat, dev, info, log)
         _collective_error(error, info)
-
-        gathered = gather_objects(results, info)
-        metrics: dict[str, Any] | None = None
-        if info.is_main:
-            all_results = [r for part in gathered for r in part]
-            all_results.sort(key=lambda r: (r["image_id"], -r["score"]))
-            if save_predictions is not None:
-                with open(Path(save_predictions).expanduser(), "w", encoding="utf-8") as f:
-                    json.dump(all_results, f)
-            metrics = coco_metrics(coco, all_results, image_ids, log=log)
-            metrics["num_detections"] = len(all_results)
-        metrics = _broadcast(metrics, info)
+        metrics = _score(coco, results, image_ids, info, save_predictions, log)
         wall = time.perf_counter() - t0
         return {
             **{k: metrics[k] for k in METRIC_KEYS},
@@ -402,14 +357,64 @@ def evaluate_coco(
             cleanup(info)
 
 
-def format_metrics(res: dict[str, Any]) -> str:
-    """A small text table of the 12 numbers."""
+def _build(model, num_classes, checkpoint, min_size, max_size, max_proposals, max_detections):
+    from ..models import CheckpointError, UnknownModelError
+    from ..models.detection import create_detector
 
-    def f(v):
-        return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.2f}"
+    try:
+        return create_detector(
+            model,
+            num_classes=num_classes,
+            checkpoint=checkpoint,
+            min_size=min_size,
+            max_size=max_size,
+            rpn_pre_nms_top_n=1000,
+            rpn_post_nms_top_n=max_proposals,
+            detections_per_img=max_detections,
+        )
+    except (CheckpointError, UnknownModelError) as e:
+        raise UsageError(str(e)) from None
 
-    head = "        AP    AP50   AP75   APs    APm    APl"
-    lines = [f"{res['model']} on {res['num_images']} images (COCO AP, %)", head]
-    for t in ("bbox", "segm"):
-        lines.append(f"{t:5s} " + " ".join(f(res[f"{t}_{s}"]) for s in _STAT_NAMES))
-    return "\n".join(lines)
+
+def _detect_all(
+    det, loader, image_ids, label_to_cat, dev, info, log
+) -> tuple[list[dict[str, Any]], str | None]:
+    """This rank's detections as COCO results, and the first unreadable image (or None)."""
+    results: list[dict[str, Any]] = []
+    with torch.inference_mode():
+        for i, img, err in loader:
+            if err is not None:
+                return results, err
+            out = det([img.to(dev)])[0]
+            results.extend(
+                detections_to_coco(
+                    image_ids[i], out["boxes"], out["scores"], out["labels"], out.get("masks"), label_to_cat
+                )
+            )
+            if log is not None and (i + 1) % 100 == 0:
+                print(f"[coco] rank {info.rank}: {i + 1}/{len(image_ids)} images", file=log)
+    return results, None
+
+
+def _score(coco, results, image_ids, info, save_predictions, log) -> dict[str, Any]:
+    """Every rank's detections scored by pycocotools on rank 0; every rank gets the metrics."""
+    gathered = gather_objects(results, info)
+    metrics: dict[str, Any] | None = None
+    if info.is_main:
+        all_results = [r for part in gathered for r in part]
+        all_results.sort(key=lambda r: (r["image_id"], -r["score"]))
+        if save_predictions is not None:
+            with open(Path(save_predictions).expanduser(), "w", encoding="utf-8") as f:
+                json.dump(all_results, f)
+        metrics = coco_metrics(coco, all_results, image_ids, log=log)
+        metrics["num_detections"] = len(all_results)
+    return _broadcast(metrics, info)
+
+
+def evaluate_case(case) -> dict:
+    """A suite's COCO case (``pacabench.metrics.TASKS``): ``eval.coco.ann`` names the annotations."""
+    from .common import case_options
+
+    data, cfg = case_options(case)
+    ann = cfg.pop("ann")
+    return evaluate_coco(case.model, data, ann, checkpoint=case.checkpoint, device=case.device, **cfg)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Dataset
 
 from ..errors import UsageError
 from .distributed import DistInfo, all_reduce_sum, gather_objects
@@ -34,7 +35,7 @@ def resolve_device(device: str, info: DistInfo) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available")
+            raise UsageError("device cuda: no CUDA device is available")
         return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
     if device.startswith("cuda:") or device == "cpu" or device == "mps":
         return torch.device(device)
@@ -105,62 +106,23 @@ def pct(num: float, den: float) -> float:
 __all__ += ["check_dtype", "pct", "gather_objects"]
 
 
-def parse_hw(text: str | None, what: str) -> tuple[int, int] | None:
-    """'512' → (512, 512); '512x640' → (512, 640); None → None."""
-    if text is None:
-        return None
-    t = str(text).lower().replace(" ", "")
-    try:
-        if "x" in t:
-            a, b = t.split("x")
-            return int(a), int(b)
-        return int(t), int(t)
-    except ValueError:
-        raise UsageError(f"{what} must be N or AxB (e.g. 224 or 2048x512), got '{text}'") from None
+class SampleDataset(Dataset):
+    """A dataset over a list of samples; subclasses read item ``i`` and return errors as values
+    (never raising, so a bad file cannot kill a DataLoader worker with a traceback)."""
+
+    def __init__(self, samples: list):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
 
 
-def run_command(fn, *, as_json: bool, title: str, summary_keys: tuple[str, ...], drop=(), **kwargs) -> None:
-    """CLI wrapper for an evaluation: call ``fn(**kwargs)`` (torchrun-aware), print the result on
-    rank 0 only (``--json``: exactly one JSON object on stdout), tear the process group down.
-    Bad input → one line on stderr (rank 0) and exit code 2 on every rank."""
-    import json
-    import sys
-
-    import typer
-
-    from ..models import CheckpointError, ResolutionError, UnknownModelError
-    from .distributed import cleanup, init_distributed
-
-    info = init_distributed(kwargs.get("device", "auto"))
-    try:
-        result = fn(**kwargs)
-    except (UsageError, CheckpointError, ResolutionError, UnknownModelError) as e:
-        if info.is_main:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"pacabench: error: {msg}", file=sys.stderr)
-        cleanup(info)
-        raise typer.Exit(2) from None
-    cleanup(info)
-    if not info.is_main:
-        return
-    shown = {k: v for k, v in result.items() if k not in drop}
-    if as_json:
-        sys.stdout.write(json.dumps(shown, allow_nan=False, default=str) + "\n")
-        sys.stdout.flush()
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title, show_header=False)
-    for k in summary_keys:
-        v = result.get(k)
-        if v is None:
-            continue
-        t.add_row(k, f"{v:.2f}" if isinstance(v, float) else str(v))
-    Console().print(t)
-    if result.get("skipped_files"):
-        for m in result["skipped_files"][:20]:
-            print(f"skipped: {m}", file=sys.stderr)
+def case_options(case) -> tuple[str, dict]:
+    """(data folder, remaining options) of a suite case's ``eval.<task>`` settings."""
+    cfg = dict(case.eval_config)
+    data = cfg.pop("data")
+    cfg.pop("img_size", None)
+    return data, cfg
 
 
-__all__ += ["parse_hw", "run_command"]
+__all__ += ["case_options", "SampleDataset"]

@@ -20,7 +20,6 @@ __all__ = [
     "shard_indices",
     "all_reduce_sum",
     "gather_objects",
-    "barrier",
     "cleanup",
 ]
 
@@ -80,11 +79,6 @@ def gather_objects(obj, info: DistInfo) -> list | None:
     out = [None] * info.world_size if info.is_main else None
     dist.gather_object(obj, out, dst=0)
     return out
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
 
 
 def cleanup(info: DistInfo) -> None:

@@ -20,15 +20,16 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from ..errors import UsageError
 from .common import (
     IMAGE_EXTENSIONS,
+    SampleDataset,
     autocast,
     check_dtype,
     pct,
@@ -106,11 +107,11 @@ def find_samples(
             has_images = any(_is_image(e.name) for e in it if e.is_file())
         if has_images:
             raise UsageError(
-                f"{root} holds images but no class folders: a flat folder needs --labels FILE "
+                f"{root} holds images but no class folders: a flat folder needs a label file "
                 "(one 'relative/path label_index' per line)"
             )
         raise UsageError(
-            f"no images in {root} (expected <class>/*.JPEG folders, or a flat folder with --labels)"
+            f"no images in {root} (expected <class>/*.JPEG folders, or a flat folder with a label file)"
         )
     samples = []
     for idx, cls in enumerate(subdirs):
@@ -139,7 +140,7 @@ def build_transform(model: torch.nn.Module, *, img_size=None, crop_pct=None, int
             args["input_size"] = (3, int(h), int(w))
     if crop_pct is not None:
         if not 0 < crop_pct <= 1.0:
-            raise UsageError(f"--crop-pct must be in (0, 1], got {crop_pct}")
+            raise UsageError(f"crop_pct must be in (0, 1], got {crop_pct}")
         args["crop_pct"] = crop_pct
     if interpolation is not None:
         if interpolation not in INTERPOLATIONS:
@@ -160,16 +161,13 @@ def build_transform(model: torch.nn.Module, *, img_size=None, crop_pct=None, int
     return tf, cfg
 
 
-class ImageNetEval(Dataset):
+class ImageNetEval(SampleDataset):
     """Items: (image tensor or None, label, index, error message or None). Errors are returned,
     not raised, so a bad file never kills a DataLoader worker with a traceback."""
 
     def __init__(self, samples: list[Sample], transform):
-        self.samples = samples
+        super().__init__(samples)
         self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def __getitem__(self, i: int):
         from PIL import Image
@@ -236,42 +234,24 @@ def evaluate_imagenet(
     ``throughput_img_s`` (images per second over the whole loop, data loading included, all
     ranks together), ``skipped_images``, plus ``resolution``, ``data_config``, ``wall_s``...
     """
-    from ..models import CheckpointError, ResolutionError, UnknownModelError, create_model
-
     info = init_distributed(device)
     dev = resolve_device(device, info)
     check_dtype(dtype)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+    _check_counts(batch_size=batch_size, limit=limit)
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
-
     samples, layout = find_samples(data, labels)
-    if limit is not None:
-        samples = samples[:limit]
-
-    if net is None:
-        try:
-            net = create_model(model, img_size=img_size, num_classes=num_classes, checkpoint=checkpoint)
-        except (CheckpointError, ResolutionError, UnknownModelError) as e:
-            raise _to_usage(e) from None
+    samples = samples[:limit] if limit is not None else samples
+    net = _build(model, img_size, num_classes, checkpoint) if net is None else net
     net.eval()
     n_cls = getattr(net, "num_classes", num_classes)
-    bad_labels = [s for s in samples if s.label >= n_cls]
-    if bad_labels:
-        s = bad_labels[0]
-        more = f" (and {len(bad_labels) - 1} more)" if len(bad_labels) > 1 else ""
-        raise UsageError(f"label {s.label} out of range for a {n_cls}-class model: {s.origin}: {s.rel}{more}")
+    _check_labels(samples, n_cls)
 
     transform, cfg = build_transform(net, img_size=img_size, crop_pct=crop_pct, interpolation=interpolation)
-
     net.to(dev)
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    shard = shard_indices(len(samples), info)
-    ds = Subset(ImageNetEval(samples, transform), shard)
+    ds = Subset(ImageNetEval(samples, transform), shard_indices(len(samples), info))
     loader = DataLoader(
         ds,
         batch_size=batch_size,
@@ -281,77 +261,116 @@ def evaluate_imagenet(
         collate_fn=_collate,
         persistent_workers=False,
     )
-
-    correct1 = correct5 = seen = 0
-    skipped: list[str] = []
-    error: str | None = None
-    preds: list[tuple[int, int, list[int]]] = []
-    k = min(5, n_cls)
     t0 = time.perf_counter()
-    with torch.inference_mode(), autocast(dtype, dev):
-        for x, y, idx, bad in loader:
-            for _, msg in bad:
-                if skip_bad:
-                    skipped.append(msg)
-                elif error is None:
-                    error = msg
-            if error is not None:
-                break
-            if x is None:
-                continue
-            x = x.to(dev, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            logits = net(x)
-            top = logits.float().topk(k, dim=1).indices.cpu()
-            hit = top == y[:, None]
-            correct1 += int(hit[:, 0].sum())
-            correct5 += int(hit.any(dim=1).sum())
-            seen += len(y)
-            if save_predictions is not None:
-                preds.extend((int(i), int(t[0]), t.tolist()) for i, t in zip(idx, top, strict=True))
+    loop = _Loop(k=min(5, n_cls), skip_bad=skip_bad, keep_predictions=save_predictions is not None)
+    loop.run(net, loader, dev, dtype, channels_last)
     sync(dev)
     wall = time.perf_counter() - t0
-    raise_if_any_failed(error, info)
-
-    counts = all_reduce_sum(torch.tensor([correct1, correct5, seen, len(skipped)], dtype=torch.int64), info)
-    correct1, correct5, seen, n_skipped = (int(v) for v in counts.tolist())
-    wall = reduce_max(wall, info)
-    skipped_all = gather_objects(skipped, info)
-
-    if save_predictions is not None:
-        gathered = gather_objects(preds, info)
-        if info.is_main:
-            rows = sorted((r for part in gathered for r in part), key=lambda r: r[0])
-            _write_predictions(Path(save_predictions), rows, samples)
-
+    raise_if_any_failed(loop.error, info)
+    settings = {"batch_size": batch_size, "dtype": dtype, "device": dev.type, "channels_last": channels_last}
+    result, skipped_files = _gather(loop, wall, info, samples, save_predictions)
     h, w = cfg["input_size"][1:]
-    result = {
+    return {
         "task": "imagenet",
         "model": model,
         "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
-        "top1": pct(correct1, seen),
-        "top5": pct(correct5, seen),
-        "num_images": seen,
-        "skipped_images": n_skipped,
-        "throughput_img_s": seen / wall if wall > 0 else None,
-        "wall_s": wall,
-        "batch_size": batch_size,
-        "dtype": dtype,
-        "device": dev.type,
-        "channels_last": channels_last,
+        **result,
+        **settings,
         "resolution": [int(h), int(w)],
         "data_config": {k2: (list(v) if isinstance(v, tuple) else v) for k2, v in cfg.items()},
         "layout": layout,
         "world_size": info.world_size,
         "dist_backend": info.backend,
+        **({"skipped_files": skipped_files} if skipped_files else {}),
     }
-    if info.is_main and skipped_all:
-        result["skipped_files"] = [m for part in skipped_all for m in part]
-    for key in ("top1", "top5"):
-        if isinstance(result[key], float) and math.isnan(result[key]):
-            result[key] = None
-    return result
+
+
+def _gather(loop: _Loop, wall: float, info, samples: list[Sample], save_predictions) -> tuple[dict, list]:
+    """Sum the ranks' counts (every rank gets the totals); rank 0 writes the predictions and
+    gets the unreadable files of every rank."""
+    counts = all_reduce_sum(
+        torch.tensor([loop.correct1, loop.correct5, loop.seen, len(loop.skipped)], dtype=torch.int64), info
+    )
+    correct1, correct5, seen, n_skipped = (int(v) for v in counts.tolist())
+    wall = reduce_max(wall, info)
+    skipped_all = gather_objects(loop.skipped, info)
+    if save_predictions is not None:
+        gathered = gather_objects(loop.preds, info)
+        if info.is_main:
+            rows = sorted((r for part in gathered for r in part), key=lambda r: r[0])
+            _write_predictions(Path(save_predictions), rows, samples)
+    top1, top5 = pct(correct1, seen), pct(correct5, seen)
+    result = {
+        "top1": None if math.isnan(top1) else top1,
+        "top5": None if math.isnan(top5) else top5,
+        "num_images": seen,
+        "skipped_images": n_skipped,
+        "throughput_img_s": seen / wall if wall > 0 else None,
+        "wall_s": wall,
+    }
+    return result, [m for part in skipped_all for m in part] if info.is_main else []
+
+
+def _check_counts(**counts: int | None) -> None:
+    for name, v in counts.items():
+        if v is not None and v < 1:
+            raise UsageError(f"{name} must be at least 1, got {v}")
+
+
+def _build(model: str, img_size, num_classes: int, checkpoint) -> torch.nn.Module:
+    from ..models import CheckpointError, ResolutionError, UnknownModelError, create_model
+
+    try:
+        return create_model(model, img_size=img_size, num_classes=num_classes, checkpoint=checkpoint)
+    except (CheckpointError, ResolutionError, UnknownModelError) as e:
+        raise _to_usage(e) from None
+
+
+def _check_labels(samples: list[Sample], n_cls: int) -> None:
+    bad_labels = [s for s in samples if s.label >= n_cls]
+    if bad_labels:
+        s = bad_labels[0]
+        more = f" (and {len(bad_labels) - 1} more)" if len(bad_labels) > 1 else ""
+        raise UsageError(f"label {s.label} out of range for a {n_cls}-class model: {s.origin}: {s.rel}{more}")
+
+
+@dataclass
+class _Loop:
+    """The evaluation loop of one rank: top-1/top-k hits, unreadable images, predictions."""
+
+    k: int
+    skip_bad: bool
+    keep_predictions: bool
+    correct1: int = 0
+    correct5: int = 0
+    seen: int = 0
+    skipped: list[str] = field(default_factory=list)
+    error: str | None = None
+    preds: list[tuple[int, int, list[int]]] = field(default_factory=list)
+
+    def run(self, net, loader, dev: torch.device, dtype: str, channels_last: bool) -> None:
+        with torch.inference_mode(), autocast(dtype, dev):
+            for x, y, idx, bad in loader:
+                for _, msg in bad:
+                    if self.skip_bad:
+                        self.skipped.append(msg)
+                    elif self.error is None:
+                        self.error = msg
+                if self.error is not None:
+                    break
+                if x is not None:
+                    self.batch(net, x.to(dev, non_blocking=True), y, idx, channels_last)
+
+    def batch(self, net, x: torch.Tensor, y: torch.Tensor, idx, channels_last: bool) -> None:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        top = net(x).float().topk(self.k, dim=1).indices.cpu()
+        hit = top == y[:, None]
+        self.correct1 += int(hit[:, 0].sum())
+        self.correct5 += int(hit.any(dim=1).sum())
+        self.seen += len(y)
+        if self.keep_predictions:
+            self.preds.extend((int(i), int(t[0]), t.tolist()) for i, t in zip(idx, top, strict=True))
 
 
 def _write_predictions(path: Path, rows, samples: list[Sample]) -> None:
@@ -370,3 +389,19 @@ def _write_predictions(path: Path, rows, samples: list[Sample]) -> None:
                     json.dumps({"path": samples[i].rel, "label": samples[i].label, "pred": p1, "top5": top})
                     + "\n"
                 )
+
+
+def evaluate_case(case) -> dict:
+    """A suite's ImageNet case (``pacabench.metrics.TASKS``): the model config's input size."""
+    from .common import case_options
+
+    data, cfg = case_options(case)
+    return evaluate_imagenet(
+        case.model,
+        data,
+        checkpoint=case.checkpoint,
+        device=case.device,
+        dtype=case.dtype,
+        img_size=None,
+        **cfg,
+    )

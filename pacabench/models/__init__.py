@@ -11,15 +11,21 @@ import difflib
 import importlib
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import timm
 import torch
 from torch import nn
 
+from ..errors import PacabenchError
 from ._checkpoint import CheckpointError, LoadReport, load_checkpoint, read_state_dict
 
 __all__ = [
+    "FamilySpec",
+    "FAMILIES",
+    "count_params_of",
+    "feature_channels",
     "ModelSpec",
     "UnknownModelError",
     "ResolutionError",
@@ -37,59 +43,120 @@ __all__ = [
 ]
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(PacabenchError):
     """A model name pacabench does not know (message suggests the nearest)."""
 
 
-class ResolutionError(ValueError):
+class ResolutionError(PacabenchError):
     """An input size the architecture cannot take."""
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Everything that differs between families, handed to the one builder (``create_model``)
+    and to the segmentor and detector builders (the timm pattern: quirks as data)."""
+
+    name: str
+    source: str  # timm | pacabench
+    module: str | None = None  # our module that registers the family's names (``MODEL_NAMES``)
+    models: tuple[str, ...] = ()  # timm's names, for a family timm implements
+    img_size_arg: bool = False  # the timm builder takes img_size (Swin fixes its attention mask)
+    nhwc_features: bool = False  # timm's stage maps are NHWC (made NCHW for every consumer)
+    checkpoint_filter: str | None = None  # "module:function" remapping the authors' checkpoint keys
+    downstream_clusters: tuple[int, ...] | None = None  # PaCa-ViT: clusters of the dense-task backbone
+    segmentation_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    segmentation_pad_to: int = 1  # the segmentor pads inputs to a multiple of this
+    detection_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+# every family pacabench knows; a new family = one entry here (+ its module for our own)
+FAMILIES: dict[str, FamilySpec] = {
+    f.name: f
+    for f in (
+        FamilySpec(
+            "swin",
+            "timm",
+            models=tuple(f"swin_{s}_patch4_window7_224" for s in ("tiny", "small", "base")),
+            img_size_arg=True,
+            nhwc_features=True,
+            checkpoint_filter="timm.models.swin_transformer:checkpoint_filter_fn",
+            segmentation_kwargs={"strict_img_size": False},
+            segmentation_pad_to=32,
+            # arbitrary (padded) input sizes; like the Swin detection backbone, every stage is cut
+            # into full 7×7 windows and odd blocks shifted even when a map is smaller than a window
+            detection_kwargs={"dynamic_img_size": True, "always_partition": True},
+        ),
+        FamilySpec(
+            "pvt_v2",
+            "timm",
+            models=tuple(f"pvt_v2_{b}" for b in ("b0", "b1", "b2", "b2_li", "b3", "b4", "b5")),
+            checkpoint_filter="timm.models.pvt_v2:checkpoint_filter_fn",
+        ),
+        FamilySpec("paca_vit", "pacabench", module="paca_vit", downstream_clusters=(200, 200, 200, 0)),
+        FamilySpec("pvt_v1", "pacabench", module="pvt"),
+    )
+}
+
+
+# Parameters of each model at its default size with 1000 classes: what `pacabench models` shows
+# without building anything (tests/test_models.py builds every model on the meta device and
+# checks these). A model missing here is counted on the meta device.
+PARAMS: dict[str, int] = {
+    "swin_tiny_patch4_window7_224": 28_288_354,
+    "swin_small_patch4_window7_224": 49_606_258,
+    "swin_base_patch4_window7_224": 87_768_224,
+    "pvt_v2_b0": 3_666_760,
+    "pvt_v2_b1": 14_009_000,
+    "pvt_v2_b2": 25_362_856,
+    "pvt_v2_b2_li": 22_553_512,
+    "pvt_v2_b3": 45_238_696,
+    "pvt_v2_b4": 62_556_072,
+    "pvt_v2_b5": 81_956_008,
+    "pacavit_tiny_p2cconv_100_0": 12_200_680,
+    "pacavit_small_p2cconv_100_0": 22_037_704,
+    "pacavit_base_p2cconv_100_0": 46_911_304,
+    "pacavit_small_p2cmlp_100_0": 22_637_268,
+    "pacavit_small_p2cconv_2_0": 21_978_120,
+    "pacavit_small_p2cconv_49_0": 22_006_696,
+    "pacavit_small_p2cconv_49_100": 22_227_560,
+    "pacavit_small_p2cconv_100_49": 22_210_696,
+    "pacavit_small_p2cconv_100": 22_245_448,
+    "pacavit_small_p2cconv_100_blockwise": 24_191_944,
+    "pacavit_convmixer_tiny_100": 12_483_672,
+    "pacavit_convmixer_small_100": 21_075_064,
+    "pacavit_convmixer_base_100": 47_659_192,
+    "pvt_tiny": 13_229_288,
+    "pvt_small": 24_485_864,
+    "pvt_medium": 44_208_104,
+    "pvt_large": 61_369_320,
+}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # paca_vit | swin | pvt_v2 | pvt_v1
+    family: str  # a key of FAMILIES
     default_resolution: int = 224
     source: str = "timm"  # timm | pacabench
+    params: int | None = None  # at the default size, 1000 classes (PARAMS)
+
+    @property
+    def family_spec(self) -> FamilySpec:
+        return FAMILIES[self.family]
 
 
-_TIMM_MODELS = {
-    "swin_tiny_patch4_window7_224": "swin",
-    "swin_small_patch4_window7_224": "swin",
-    "swin_base_patch4_window7_224": "swin",
-    "pvt_v2_b0": "pvt_v2",
-    "pvt_v2_b1": "pvt_v2",
-    "pvt_v2_b2": "pvt_v2",
-    "pvt_v2_b2_li": "pvt_v2",
-    "pvt_v2_b3": "pvt_v2",
-    "pvt_v2_b4": "pvt_v2",
-    "pvt_v2_b5": "pvt_v2",
-}
-
-# Our own families: module (relative to this package) -> family. Each module registers its
-# names with timm and exposes ``MODEL_NAMES``.
-_OWN_FAMILIES = {
-    "paca_vit": "paca_vit",
-    "pvt": "pvt_v1",
-}
-
-
-def _own_specs() -> dict[str, ModelSpec]:
+def _specs() -> dict[str, ModelSpec]:
     specs = {}
-    for mod_name, family in _OWN_FAMILIES.items():
-        try:
-            mod = importlib.import_module(f"{__name__}.{mod_name}")
-        except ModuleNotFoundError as e:  # family not landed yet
-            if e.name == f"{__name__}.{mod_name}":
-                continue
-            raise
-        for n in getattr(mod, "MODEL_NAMES", ()):
-            specs[n] = ModelSpec(n, family, 224, "pacabench")
+    for fam in FAMILIES.values():
+        names = fam.models
+        if fam.module is not None:
+            names = importlib.import_module(f"{__name__}.{fam.module}").MODEL_NAMES
+        for n in names:
+            specs[n] = ModelSpec(n, fam.name, 224, fam.source, PARAMS.get(n))
     return specs
 
 
-_SPECS: dict[str, ModelSpec] = {n: ModelSpec(n, f) for n, f in _TIMM_MODELS.items()}
-_SPECS.update(_own_specs())
+_SPECS: dict[str, ModelSpec] = _specs()
 
 
 def model_names() -> list[str]:
@@ -127,23 +194,6 @@ def to_hw(resolution: int | Sequence[int] | None) -> tuple[int, int] | None:
     return hw
 
 
-def check_resolution(name: str, hw: tuple[int, int]) -> None:
-    """Raise ResolutionError if the architecture cannot take ``hw``.
-
-    Every family takes any size of at least 32 pixels a side (Swin pads to its windows, PVT
-    resizes its position embeddings, PaCa-ViT is convolutional); a family module may add
-    constraints with a ``check_resolution(hw)`` function.
-    """
-    spec = get_spec(name)
-    if spec.source == "pacabench":
-        mod = importlib.import_module(
-            f"{__name__}.{[m for m, f in _OWN_FAMILIES.items() if f == spec.family][0]}"
-        )
-        check = getattr(mod, "check_resolution", None)
-        if check is not None:
-            check(hw)
-
-
 def create_model(
     name: str,
     *,
@@ -169,28 +219,18 @@ def create_model(
     if attn_impl not in ATTN_IMPLS:
         raise ValueError(f"attn_impl must be one of {', '.join(ATTN_IMPLS)}, got {attn_impl!r}")
     spec = get_spec(name)
+    fam = spec.family_spec
     hw = to_hw(img_size)
-    if hw is not None:
-        check_resolution(name, hw)
 
     build_kwargs = dict(kwargs)
-    if spec.source == "timm":
-        if spec.family == "swin" and hw is not None:
-            build_kwargs["img_size"] = hw
-        model = timm.create_model(name, pretrained=False, num_classes=num_classes, **build_kwargs)
-    else:
-        if hw is not None:
-            build_kwargs["img_size"] = hw
-        model = timm.create_model(
-            name, pretrained=False, num_classes=num_classes, features_only=features_only, **build_kwargs
-        )
+    if hw is not None and (fam.source == "pacabench" or fam.img_size_arg):
+        build_kwargs["img_size"] = hw
+    if fam.source == "pacabench":
+        build_kwargs["features_only"] = features_only
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, **build_kwargs)
 
     if checkpoint is not None:
-        filter_fn = None
-        if spec.family == "swin":
-            from timm.models.swin_transformer import checkpoint_filter_fn as filter_fn
-        elif spec.family == "pvt_v2":
-            from timm.models.pvt_v2 import checkpoint_filter_fn as filter_fn
+        filter_fn = _load_attr(fam.checkpoint_filter) if fam.checkpoint_filter else None
         own_ignore = getattr(model, "checkpoint_ignore", None)
 
         def ignore(k: str) -> bool:
@@ -212,9 +252,37 @@ def create_model(
         model.pacabench_load_report = report
 
     set_attn_impl(model, attn_impl)
-    if features_only and spec.source == "timm":
-        model = TimmFeatures(model, nhwc=spec.family == "swin")
+    if features_only and fam.source == "timm":
+        model = TimmFeatures(model, nhwc=fam.nhwc_features)
     return model.eval()
+
+
+def _load_attr(path: str):
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def count_params_of(name: str, *, build: bool = False) -> int:
+    """Parameters of a model at its default size (1000 classes): from its spec, or (``build``, or
+    a model not in ``PARAMS``) counted on a build on the meta device, where no memory is
+    allocated and no weight initialised (a real build only if meta cannot build it)."""
+    spec = get_spec(name)
+    if spec.params is not None and not build:
+        return spec.params
+    try:
+        with torch.device("meta"):
+            m = create_model(name)
+    except Exception:  # noqa: BLE001 - a model that cannot build on meta: build for real
+        m = create_model(name)
+    return sum(p.numel() for p in m.parameters())
+
+
+def feature_channels(features: nn.Module) -> list[int]:
+    """Channels of the four stage maps of a features model (timm FeatureInfo or a list of dicts)."""
+    info = features.feature_info
+    if hasattr(info, "channels"):
+        return list(info.channels())
+    return [int(d["num_chs"]) for d in info]
 
 
 ATTN_IMPLS = ("sdpa", "explicit")

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint"]
+from ..errors import PacabenchError
+
+__all__ = ["CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint", "fit_problems"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PacabenchError):
     """A checkpoint that cannot be read or does not fit the model (one-line message)."""
 
 
@@ -38,17 +40,31 @@ class LoadReport:
                 "kept fresh init for shape-mismatched " + ", ".join(k for k, _, _ in self.mismatched)
             )
         if self.skipped:
-            parts.append("ignored " + _summarise(self.skipped))
+            parts.append("ignored " + summarise_keys(self.skipped))
         if self.missing:
-            parts.append("missing " + _summarise(self.missing))
+            parts.append("missing " + summarise_keys(self.missing))
         return "; ".join(parts)
 
 
-def _summarise(keys: list[str], limit: int = 6) -> str:
+def summarise_keys(keys: list[str], limit: int = 6) -> str:
     keys = list(keys)
     if len(keys) <= limit:
         return ", ".join(keys)
     return ", ".join(keys[:limit]) + f", … (+{len(keys) - limit} more)"
+
+
+def fit_problems(
+    mismatched: list[str], missing: list[str], unexpected: list[str], limit: int = 6
+) -> list[str]:
+    """Why a state_dict does not fit a model, one phrase per kind of problem (empty: it fits)."""
+    problems = []
+    if mismatched:
+        problems.append("shape mismatch: " + summarise_keys(mismatched, limit))
+    if missing:
+        problems.append("missing keys: " + summarise_keys(missing, limit))
+    if unexpected:
+        problems.append("unexpected keys: " + summarise_keys(unexpected, limit))
+    return problems
 
 
 def read_state_dict(path: str | os.PathLike, *, strip_prefixes: Iterable[str] = ("module.",)) -> dict:
@@ -117,16 +133,13 @@ def load_checkpoint(
             to_load[k] = v
     report.missing = [k for k in own if k not in to_load and not any(k == m for m, _, _ in report.mismatched)]
 
-    problems = []
-    if report.mismatched and not allow_shape_mismatch:
-        problems.append(
-            "shape mismatch: "
-            + _summarise([f"{k} {list(a)} vs model {list(b)}" for k, a, b in report.mismatched])
-        )
-    if strict and report.missing:
-        problems.append("missing keys: " + _summarise(report.missing))
-    if strict and report.unexpected:
-        problems.append("unexpected keys: " + _summarise(report.unexpected))
+    problems = fit_problems(
+        [f"{k} {list(a)} vs model {list(b)}" for k, a, b in report.mismatched]
+        if not allow_shape_mismatch
+        else [],
+        report.missing if strict else [],
+        report.unexpected if strict else [],
+    )
     if problems:
         raise CheckpointError("checkpoint does not fit the model: " + "; ".join(problems))
 

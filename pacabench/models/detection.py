@@ -51,7 +51,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-from . import CheckpointError, create_model, get_spec, read_state_dict
+from . import CheckpointError, create_model, feature_channels, get_spec, read_state_dict
+from ._checkpoint import fit_problems, summarise_keys
 
 __all__ = [
     "COCO_CATEGORY_IDS",
@@ -313,21 +314,6 @@ class BackboneFPN(nn.Module):
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
 
 
-def _feature_channels(body: nn.Module) -> list[int]:
-    fi = body.feature_info
-    if hasattr(fi, "channels"):
-        return list(fi.channels())
-    return [int(d["num_chs"]) for d in fi]
-
-
-def _backbone_kwargs(family: str) -> dict[str, Any]:
-    if family == "swin":
-        # arbitrary (padded) input sizes; like the Swin detection backbone, every stage is cut
-        # into full 7×7 windows and odd blocks shifted even when a map is smaller than a window
-        return {"dynamic_img_size": True, "always_partition": True}
-    return {}
-
-
 # --------------------------------------------------------------------------------------------
 # builder
 # --------------------------------------------------------------------------------------------
@@ -374,7 +360,7 @@ def create_detector(
                 f"{_ckpt_name(checkpoint)} is not a Mask R-CNN checkpoint (no neck./rpn_head./roi_head. keys)"
             )
 
-    kwargs = _backbone_kwargs(spec.family)
+    kwargs = dict(spec.family_spec.detection_kwargs)
     backbone_ckpt = None
     if mm_sd is not None:
         backbone_ckpt = {k[len("backbone.") :]: v for k, v in mm_sd.items() if k.startswith("backbone.")}
@@ -420,7 +406,7 @@ def _assemble(
     score_thresh,
     mask_threshold,
 ) -> MaskRCNN:
-    neck = BackboneFPN(body, _feature_channels(body))
+    neck = BackboneFPN(body, feature_channels(body))
     c = FPN_CHANNELS
     model = MaskRCNN(
         neck,
@@ -593,12 +579,10 @@ def mmdet_to_torchvision(
             v = torch.cat([v.new_zeros((1, *v.shape[1:])), v], dim=0)  # background channel (unused)
         out[new] = v
     if unknown:
-        raise CheckpointError("mmdet checkpoint has keys this Mask R-CNN does not know: " + _summary(unknown))
+        raise CheckpointError(
+            "mmdet checkpoint has keys this Mask R-CNN does not know: " + summarise_keys(unknown, 5)
+        )
     return out
-
-
-def _summary(keys: list[str], n: int = 5) -> str:
-    return ", ".join(keys[:n]) + (f", … (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
 def load_detector_checkpoint(
@@ -621,13 +605,7 @@ def load_detector_checkpoint(
         for k in sd
         if k in own and tuple(sd[k].shape) != tuple(own[k].shape)
     ]
-    problems = []
-    if mismatched:
-        problems.append("shape mismatch: " + _summary(mismatched))
-    if missing:
-        problems.append("missing keys: " + _summary(missing))
-    if unexpected:
-        problems.append("unexpected keys: " + _summary(unexpected))
+    problems = fit_problems(mismatched, missing, unexpected, limit=5)
     if problems:
         raise CheckpointError(f"{source} does not fit Mask R-CNN: " + "; ".join(problems))
     detector.load_state_dict(sd, strict=not heads_only)

@@ -34,11 +34,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._pretrained import PretrainedCfg
 from torch import nn
+
+from ._family import imagenet_cfg, init_transformer_weights
 
 __all__ = [
     "PaCaViT",
@@ -529,14 +530,8 @@ class PaCaViT(nn.Module):
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Conv2d):
+        init_transformer_weights(m)
+        if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
             nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
             if m.bias is not None:
@@ -719,20 +714,7 @@ MODEL_NAMES: list[str] = list(VARIANTS)
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.9,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "patch_embed.proj.0",
-        "classifier": "head",
-        "license": "see iVMCL/PaCaViT",
-        **kwargs,
-    }
+    return imagenet_cfg(crop_pct=0.9, first_conv="patch_embed.proj.0", license="see iVMCL/PaCaViT", **kwargs)
 
 
 default_cfgs = generate_default_cfgs({name: _cfg() for name in MODEL_NAMES})

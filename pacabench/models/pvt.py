@@ -29,12 +29,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import FeatureInfo
 from torch import nn
+
+from ._family import imagenet_cfg, init_transformer_weights
 
 __all__ = [
     "MODEL_NAMES",
@@ -223,12 +224,7 @@ class PyramidVisionTransformer(nn.Module):
         self.num_stages = len(depths)
 
         # position-embedding grids: the 224 grid of each stage (56², 28², 14², 7²)
-        grids = []
-        g = PRETRAIN_SIZE // patch_size
-        for i in range(self.num_stages):
-            if i > 0:
-                g //= 2
-            grids.append((g, g))
+        grids = [((PRETRAIN_SIZE // patch_size) >> i,) * 2 for i in range(self.num_stages)]
         self.pos_embed_grids = tuple(grids)
 
         # linear stochastic-depth rule (plain Python so the model also builds on the meta device)
@@ -278,15 +274,7 @@ class PyramidVisionTransformer(nn.Module):
             trunc_normal_(self.cls_token, std=0.02)
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    _init_weights = staticmethod(init_transformer_weights)
 
     # ---- timm conveniences -------------------------------------------------------------
     @torch.jit.ignore
@@ -378,25 +366,16 @@ class PyramidVisionTransformer(nn.Module):
 
 
 def _cfg(**kwargs) -> dict:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "fixed_input_size": False,
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "patch_embed1.proj",
-        "classifier": "head",
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:2102.12122",
-        "paper_name": "Pyramid Vision Transformer: A Versatile Backbone for Dense Prediction without "
-        "Convolutions",
-        "origin_url": "https://github.com/whai362/PVT",
+    return imagenet_cfg(
+        crop_pct=0.875,
+        fixed_input_size=False,
+        first_conv="patch_embed1.proj",
+        license="apache-2.0",
+        paper_ids="arXiv:2102.12122",
+        paper_name="Pyramid Vision Transformer: A Versatile Backbone for Dense Prediction without Convolutions",
+        origin_url="https://github.com/whai362/PVT",
         **kwargs,
-    }
+    )
 
 
 default_cfgs = generate_default_cfgs({name: _cfg() for name in MODEL_NAMES})

@@ -89,6 +89,13 @@ class _DecodeHead(nn.Module):
         return self.conv_seg(self.dropout(x))
 
 
+def _token_projection(c_in: int, c_out: int) -> nn.Sequential:
+    """Linear → BatchNorm over channels → ReLU, on (B, N, C) tokens (mmseg key layout: .0, .2)."""
+    return nn.Sequential(
+        nn.Linear(c_in, c_out), _Transpose(), nn.BatchNorm1d(c_out), _Transpose(), nn.ReLU(inplace=True)
+    )
+
+
 class PaCaHead(_DecodeHead):
     """The PaCa segmentation head.
 
@@ -118,20 +125,8 @@ class PaCaHead(_DecodeHead):
         self.convs = nn.ModuleList([ConvModule(c, channels, 1) for c in in_channels])
         self.q = nn.Sequential(ConvModule(cat, channels, 1))
         self.clustering = nn.Sequential(ConvModule(cat, channels, 1), nn.Conv2d(channels, num_classes, 1))
-        self.k = nn.Sequential(
-            nn.Linear(cat, channels),
-            _Transpose(),
-            nn.BatchNorm1d(channels),
-            _Transpose(),
-            nn.ReLU(inplace=True),
-        )
-        self.v = nn.Sequential(
-            nn.Linear(cat, channels),
-            _Transpose(),
-            nn.BatchNorm1d(channels),
-            _Transpose(),
-            nn.ReLU(inplace=True),
-        )
+        self.k = _token_projection(cat, channels)
+        self.v = _token_projection(cat, channels)
         self.proj = ConvModule(channels, channels, 1)
 
     def forward(self, feats: Sequence[torch.Tensor], return_clustering: bool = False):
@@ -367,11 +362,34 @@ def parse_segmentor_name(name: str) -> tuple[str, str]:
     )
 
 
-def _feature_channels(backbone: nn.Module) -> list[int]:
-    info = backbone.feature_info
-    if hasattr(info, "channels"):
-        return list(info.channels())
-    return [int(d["num_chs"]) for d in info]
+def _load_segmentor(seg: Segmentor, sd: dict, path, backbone: str, clusters) -> SegLoadReport:
+    """Apply the head weights of an mmseg checkpoint (the backbone's were loaded when it was
+    built) and report what went where; a backbone that does not fit is an error."""
+    from ._checkpoint import CheckpointError
+
+    report = SegLoadReport(path=path)
+    bb_report = getattr(seg.backbone, "pacabench_load_report", None)
+    if bb_report is not None:
+        if bb_report.mismatched:
+            raise CheckpointError(
+                f"{path}: backbone does not fit {backbone} "
+                + (f"with clusters {clusters} " if clusters is not None else "")
+                + "(shape mismatch: "
+                + ", ".join(f"{k} {list(a)} vs {list(b)}" for k, a, b in bb_report.mismatched[:4])
+                + ")"
+            )
+        report.backbone_loaded = len(bb_report.loaded)
+        report.backbone_notice = bb_report.notice()
+    report.decode_head_loaded = _load_head(seg.decode_head, sd, "decode_head.", path)
+    has_aux = any(k.startswith("auxiliary_head.") for k in sd)
+    if has_aux and seg.auxiliary_head is not None:
+        _load_head(seg.auxiliary_head, sd, "auxiliary_head.", path)
+        report.auxiliary_head = "loaded"
+    elif has_aux:
+        report.auxiliary_head = "ignored"
+    known = ("backbone.", "decode_head.", "auxiliary_head.")
+    report.ignored = tuple(k for k in sd if not k.startswith(known))
+    return report
 
 
 def _read_seg_state_dict(checkpoint) -> tuple[str, dict]:
@@ -420,7 +438,7 @@ def create_segmentor(
     UperNet, ignored for the PaCa head), loaded strictly; what went where is in
     ``segmentor.load_report`` and printed on stderr.
     """
-    from . import create_model, get_spec
+    from . import create_model, feature_channels, get_spec
     from ._checkpoint import CheckpointError
 
     if head in ("pacahead",):
@@ -428,15 +446,15 @@ def create_segmentor(
     if head not in HEADS:
         raise ValueError(f"unknown segmentation head '{head}' (choose from {', '.join(HEADS)})")
     spec = get_spec(backbone)
+    fam = spec.family_spec
     kwargs = dict(backbone_kwargs)
-    if spec.family == "paca_vit":
-        kwargs["clusters"] = list(clusters) if clusters is not None else [200, 200, 200, 0]
+    if fam.downstream_clusters is not None:
+        kwargs["clusters"] = list(clusters) if clusters is not None else list(fam.downstream_clusters)
     elif clusters is not None:
-        raise ValueError(f"--clusters applies to PaCa-ViT backbones only, not {backbone}")
-    pad_to = 1
-    if spec.family == "swin":
-        kwargs.setdefault("strict_img_size", False)
-        pad_to = 32
+        raise ValueError(f"clusters apply to PaCa-ViT backbones only, not {backbone}")
+    for k, v in fam.segmentation_kwargs.items():
+        kwargs.setdefault(k, v)
+    pad_to = fam.segmentation_pad_to
     if img_size is None:
         img_size = 512
 
@@ -452,11 +470,11 @@ def create_segmentor(
         from . import TimmFeatures
 
         inner = create_model(backbone, img_size=img_size, num_classes=0, checkpoint=bb_sd, **kwargs)
-        bb = TimmFeatures(inner, nhwc=spec.family == "swin")
+        bb = TimmFeatures(inner, nhwc=fam.nhwc_features)
         bb.pacabench_load_report = getattr(inner, "pacabench_load_report", None)
     else:
         bb = create_model(backbone, img_size=img_size, features_only=True, checkpoint=bb_sd, **kwargs)
-    channels = _feature_channels(bb)
+    channels = feature_channels(bb)
     if head == "paca":
         dec = PaCaHead(channels, 256, num_classes)
         aux = None
@@ -466,29 +484,7 @@ def create_segmentor(
     seg = Segmentor(bb, dec, aux, pad_to=pad_to, name=f"{_NAME_PREFIX[head]}_{backbone}")
 
     if sd is not None:
-        report = SegLoadReport(path=path)
-        bb_report = getattr(bb, "pacabench_load_report", None)
-        if bb_report is not None:
-            if bb_report.mismatched:
-                raise CheckpointError(
-                    f"{path}: backbone does not fit {backbone} "
-                    + (f"with clusters {kwargs['clusters']} " if "clusters" in kwargs else "")
-                    + "(shape mismatch: "
-                    + ", ".join(f"{k} {list(a)} vs {list(b)}" for k, a, b in bb_report.mismatched[:4])
-                    + ")"
-                )
-            report.backbone_loaded = len(bb_report.loaded)
-            report.backbone_notice = bb_report.notice()
-        report.decode_head_loaded = _load_head(dec, sd, "decode_head.", path)
-        has_aux = any(k.startswith("auxiliary_head.") for k in sd)
-        if has_aux and aux is not None:
-            _load_head(aux, sd, "auxiliary_head.", path)
-            report.auxiliary_head = "loaded"
-        elif has_aux:
-            report.auxiliary_head = "ignored"
-        known = ("backbone.", "decode_head.", "auxiliary_head.")
-        report.ignored = tuple(k for k in sd if not k.startswith(known))
-        seg.load_report = report
+        seg.load_report = _load_segmentor(seg, sd, path, backbone, kwargs.get("clusters"))
         if verbose:
-            print(f"[pacabench] {seg.name}: {report.notice()}", file=sys.stderr)
+            print(f"[pacabench] {seg.name}: {seg.load_report.notice()}", file=sys.stderr)
     return seg.eval()

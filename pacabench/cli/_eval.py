@@ -1,18 +1,25 @@
-"""`pacabench eval ...` sub-commands (imagenet, ade20k, coco).
+"""``pacabench eval ...`` sub-commands (imagenet, ade20k, coco) over ``pacabench.eval``.
 
-Each command lives beside its evaluation module and is registered on ``eval_app`` here.
-Bad input: one line on stderr and exit code 2 (raise ``pacabench.errors.UsageError``).
+Each works under torchrun: ``run_command`` calls the evaluation on every rank and prints on
+rank 0. Bad input: one line on stderr (rank 0) and exit code 2 on every rank.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+
 import typer
+
+from ..errors import PacabenchError, UsageError
 
 eval_app = typer.Typer(
     help="Accuracy on local datasets (ImageNet-1k, ADE20k, COCO); works under torchrun.", no_args_is_help=True
 )
 
-# --- commands are registered below by each evaluation module ---
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
 
 
 # --- imagenet (pacabench/eval/imagenet.py) ---
@@ -39,31 +46,18 @@ def imagenet_command(
     ),
 ) -> None:
     """ImageNet-1k top-1/top-5 (percent) with timm's validation preprocessing for the model."""
-    from .common import parse_hw, run_command
-    from .imagenet import evaluate_imagenet
+    options = _options(locals())
+    from ..eval.imagenet import evaluate_imagenet
+    from ..sizes import parse_hw
 
-    hw = parse_hw(img_size, "--img-size")
+    hw = parse_hw(img_size, "--img-size", "224 or 2048x512")
+    options["img_size"] = hw[0] if hw and hw[0] == hw[1] else hw
     run_command(
         evaluate_imagenet,
         as_json=json_out,
         title=f"ImageNet: {model}",
         summary_keys=("top1", "top5", "num_images", "skipped_images", "throughput_img_s", "resolution"),
-        model=model,
-        data=data,
-        checkpoint=checkpoint,
-        labels=labels,
-        batch_size=batch_size,
-        workers=workers,
-        dtype=dtype,
-        img_size=hw[0] if hw and hw[0] == hw[1] else hw,
-        crop_pct=crop_pct,
-        interpolation=interpolation,
-        limit=limit,
-        device=device,
-        skip_bad=skip_bad,
-        save_predictions=save_predictions,
-        channels_last=channels_last,
-        num_classes=num_classes,
+        **options,
     )
 
 
@@ -92,40 +86,23 @@ def ade20k_command(
     per_class: str = typer.Option(None, "--per-class", help="Write per-class IoU/Acc to this CSV."),
 ) -> None:
     """ADE20k mIoU / mAcc / aAcc (percent), single scale, as mmseg evaluates it."""
-    from ..errors import UsageError
-    from .ade20k import evaluate_ade20k
-    from .common import parse_hw, run_command
+    options = _options(locals())
+    from ..eval.ade20k import evaluate_ade20k
+    from ..sizes import parse_hw
 
-    cl = None
     if clusters is not None:
         try:
-            cl = [int(v) for v in clusters.replace(" ", "").split(",")]
+            options["clusters"] = [int(v) for v in clusters.replace(" ", "").split(",")]
         except ValueError:
             raise UsageError(f"--clusters must be comma-separated integers, got '{clusters}'") from None
-    sc = None if scale.lower() == "none" else parse_hw(scale, "--scale")
+    options["scale"] = None if scale.lower() == "none" else parse_hw(scale, "--scale", "224 or 2048x512")
     run_command(
         evaluate_ade20k,
         as_json=json_out,
         title=f"ADE20k: {model} + {head}",
         summary_keys=("miou", "macc", "aacc", "num_images", "skipped_images", "throughput_img_s", "mode"),
         drop=("areas",),
-        model=model,
-        data=data,
-        head=head,
-        checkpoint=checkpoint,
-        mode=mode,
-        clusters=cl,
-        scale=sc,
-        crop_size=crop_size,
-        stride=stride,
-        workers=workers,
-        dtype=dtype,
-        limit=limit,
-        device=device,
-        skip_bad=skip_bad,
-        num_classes=num_classes,
-        save_predictions=save_predictions,
-        per_class=per_class,
+        **options,
     )
 
 
@@ -151,27 +128,57 @@ def coco_command(
     max_detections: int = typer.Option(100, "--max-detections", help="Detections per image (protocol 100)."),
 ) -> None:
     """COCO bbox and segm AP (pycocotools, percent) of Mask R-CNN on a backbone."""
-    import sys
-
-    from .coco import METRIC_KEYS, evaluate_coco
-    from .common import run_command
+    options = _options(locals())
+    from ..eval.coco import METRIC_KEYS, evaluate_coco
 
     run_command(
         evaluate_coco,
         as_json=json_out,
         title=f"COCO Mask R-CNN: {model}",
         summary_keys=(*METRIC_KEYS, "num_images", "num_detections"),
-        model=model,
-        data=data,
-        ann=ann,
-        checkpoint=checkpoint,
-        limit=limit,
-        device=device,
-        save_predictions=save_predictions,
-        workers=workers,
-        min_size=min_size,
-        max_size=max_size,
-        max_proposals=max_proposals,
-        max_detections=max_detections,
         log=sys.stderr,
+        **options,
     )
+
+
+def _options(command_locals: dict) -> dict:
+    """A command's options as the evaluation's keyword arguments (the names match; --json is the CLI's)."""
+    return {k: v for k, v in command_locals.items() if k != "json_out"}
+
+
+def run_command(fn, *, as_json: bool, title: str, summary_keys: tuple[str, ...], drop=(), **kwargs) -> None:
+    """CLI wrapper for an evaluation: call ``fn(**kwargs)`` (torchrun-aware), print the result on
+    rank 0 only (``--json``: exactly one JSON object on stdout), tear the process group down.
+    Bad input → one line on stderr (rank 0) and exit code 2 on every rank."""
+    from ..eval.distributed import cleanup, init_distributed
+
+    info = init_distributed(kwargs.get("device", "auto"))
+    try:
+        result = fn(**kwargs)
+    except PacabenchError as e:
+        if info.is_main:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"pacabench: error: {msg}", file=sys.stderr)
+        cleanup(info)
+        raise typer.Exit(2) from None
+    cleanup(info)
+    if not info.is_main:
+        return
+    shown = {k: v for k, v in result.items() if k not in drop}
+    if as_json:
+        sys.stdout.write(json.dumps(shown, allow_nan=False, default=str) + "\n")
+        sys.stdout.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    for k in summary_keys:
+        v = result.get(k)
+        if v is None:
+            continue
+        t.add_row(k, f"{v:.2f}" if isinstance(v, float) else str(v))
+    Console().print(t)
+    if result.get("skipped_files"):
+        for m in result["skipped_files"][:20]:
+            print(f"skipped: {m}", file=sys.stderr)

@@ -1,0 +1,181 @@
+"""``pacabench compare`` and ``pacabench baseline update`` over ``pacabench.compare``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+from ._app import latest_or_fail
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare_cmd)
+    baseline_app = typer.Typer(
+        help="Committed baselines under results/baselines/ (written only on request).", no_args_is_help=True
+    )
+    baseline_app.command("update")(baseline_update)
+    app.add_typer(baseline_app, name="baseline")
+
+
+def compare_cmd(
+    baseline: Path = typer.Argument(
+        ..., help="Baseline: a committed .jsonl (results/baselines/) or a run folder."
+    ),
+    run: list[Path] | None = typer.Argument(
+        None,
+        metavar="[RUN]...",
+        help="Run folder(s) or rows .jsonl (default: latest run of the baseline's suite). With several "
+        "runs of the same cases, a latency/memory regression must show in every one (best of N).",
+    ),
+    metrics: list[str] | None = typer.Option(
+        None, "--metrics", "-m", help="Comma list: params, flops, latency, memory, accuracy, or column names."
+    ),
+    tolerance: list[str] | None = typer.Option(
+        None,
+        "--tolerance",
+        "-t",
+        help="NAME=VALUE (repeatable): latency=0.5 memory=0.1 (relative), accuracy=0.1 (points), "
+        "flops=0.001 (relative); a bare number sets latency and memory.",
+    ),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | json"),
+    fail_on_missing: bool = typer.Option(
+        False, "--fail-on-missing", help="A case of the baseline missing from the run is a regression."
+    ),
+    ignore_load: bool = typer.Option(
+        False, "--ignore-load", help="Judge CPU latency even when it was measured on a busy machine."
+    ),
+    show_all: bool = typer.Option(
+        False, "--all", help="List every check, not only regressions/improvements."
+    ),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where to find the latest run."),
+):
+    """Check a run against a baseline: exit 1 on any regression, 0 otherwise, 2 on bad input.
+
+    Params and FLOPs must match to 0.1 %; accuracy within 0.1 points; latency and memory are
+    a regression only when the new median exceeds baseline × (1 + tolerance) AND the excess is
+    larger than the two runs' IQRs added (default tolerance: latency 0.5 on CPU, 0.15 on CUDA;
+    memory 0.1). CPU latency measured on a busy machine (load > 1.5 × threads) is inconclusive.
+    """
+    from ..compare import compare_runs, load_rows, parse_metrics, parse_tolerances, render_comparison
+
+    if fmt not in ("markdown", "json"):
+        raise UsageError(f"unknown --format '{fmt}' (markdown, json)")
+    cols = parse_metrics(metrics)
+    tol = parse_tolerances(tolerance)
+    base_rows = load_rows(baseline)
+    if not base_rows:
+        raise UsageError(f"{baseline}: no rows")
+    runs = list(run or []) or [_latest_for(base_rows, baseline, results_dir)]
+    cmp = compare_runs(
+        base_rows,
+        [load_rows(r) for r in runs],
+        run_names=[str(r) for r in runs],
+        metrics=cols,
+        tolerances=tol,
+        fail_on_missing=fail_on_missing,
+        ignore_load=ignore_load,
+        baseline_name=str(baseline),
+    )
+    sys.stdout.write(render_comparison(cmp, fmt, show_all=show_all))
+    if cmp.exit_code:
+        raise typer.Exit(cmp.exit_code)
+
+
+def _latest_for(base_rows: list[dict], baseline: Path, results_dir: Path) -> Path:
+    from ..compare import suite_of
+
+    suite = suite_of(base_rows, baseline)
+    return latest_or_fail(results_dir, suite, "no run to compare", "give RUN, or `pacabench run SUITE` first")
+
+
+def baseline_update(
+    suite: str = typer.Argument(..., help="Suite name or file (e.g. smoke or suites/smoke.yaml)."),
+    run: Path | None = typer.Option(None, "--run", help="Take the rows of this run (default: latest run)."),
+    measure: bool = typer.Option(False, "--measure", help="Run the suite first and take that run."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Write without asking."),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir"),
+    baselines_dir: Path | None = typer.Option(
+        None, "--baselines-dir", help="Default: RESULTS_DIR/baselines."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Baseline file (default: <suite>.jsonl)."
+    ),
+):
+    """Write results/baselines/<suite>.jsonl from an existing run, after showing the diff.
+
+    Nothing is measured unless --measure is given: the latest run of the suite (or --run) is
+    compared against the current baseline, the comparison is shown, and the file is written
+    after confirmation (--yes to skip). Only ok rows are kept; run id, timestamps, load
+    average and wall time are stripped so the file changes only when a number does.
+    """
+    from ..compare import baseline_path, baseline_rows, busy_warning, dropped_rows, load_rows
+
+    name, run = _baseline_source(suite, run, measure, results_dir)
+    rows = load_rows(run)
+    keep = baseline_rows(rows)
+    if not keep:
+        raise UsageError(f"{run}: no ok rows to make a baseline from")
+    devices = {str(r.get("device") or "cpu") for r in keep}
+    device = "cpu" if devices == {"cpu"} else sorted(devices - {"cpu"})[0]
+    target = output or baseline_path(baselines_dir or (results_dir / "baselines"), name, device)
+    _show_diff(target, keep, run)
+    dropped = dropped_rows(rows)
+    if dropped:
+        typer.echo("not kept (not ok): " + "; ".join(dropped), err=True)
+    warning = busy_warning(rows, keep)
+    if warning:
+        typer.echo(warning, err=True)
+    if not yes and not _confirm(f"Write {len(keep)} rows to {target}?"):
+        typer.echo(f"{target} not written (pass --yes to write without asking)", err=True)
+        raise typer.Exit(1)
+    from ..compare import write_baseline
+
+    write_baseline(keep, target)
+    typer.echo(f"wrote {target} ({len(keep)} rows from {run})")
+
+
+def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: Path) -> tuple[str, Path]:
+    """The suite's name and the run to take the rows from (measured first with --measure)."""
+    name = suite
+    sp = Path(suite)
+    if sp.suffix in (".yaml", ".yml") or sp.exists():
+        from ..suite import load_suite
+
+        name = load_suite(sp).name
+    if measure:
+        if run is not None:
+            raise UsageError("--measure and --run are exclusive")
+        suite_file = sp if sp.suffix in (".yaml", ".yml") else Path("suites") / f"{name}.yaml"
+        if not suite_file.exists():
+            raise UsageError(f"--measure needs the suite file; {suite_file} does not exist")
+        from ._run import execute_run
+
+        execute_run(suite_file, results_dir=results_dir, progress=sys.stderr.isatty(), report=False)
+    if run is None:
+        from ..results import latest_run
+
+        run = latest_run(results_dir, name)
+    if run is None:
+        hint = f"`pacabench run suites/{name}.yaml`, or --run RUN, or --measure"
+        raise UsageError(f"no run of suite '{name}' under {results_dir} ({hint})")
+    return name, run
+
+
+def _show_diff(target: Path, keep: list[dict], run: Path) -> None:
+    from ..compare import compare_rows, load_rows, render_comparison
+
+    if target.exists():
+        cmp = compare_rows(load_rows(target), keep, baseline_name=str(target), run_name=str(run))
+        sys.stdout.write(render_comparison(cmp, "markdown"))
+    else:
+        typer.echo(f"{target} does not exist yet: it will hold {len(keep)} rows from {run}.")
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:  # no answer (stdin closed)
+        return False

@@ -1,0 +1,97 @@
+"""``pacabench report``: a run's tables in any registered format (``report_formats.RENDERERS``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+from ._app import DEFAULT_RESULTS, console, latest_or_fail
+
+FORMATS = ("markdown", "csv", "html", "latex")  # the names of report_formats.RENDERERS
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+def report(
+    run_path: Path | None = typer.Argument(
+        None,
+        metavar="[RUN]",
+        help="Run folder or rows .jsonl (default: latest; with --paper, latest paper_table run).",
+    ),
+    fmt: str = typer.Option("markdown", "--format", "-f", help=" | ".join(FORMATS)),
+    reference: str | None = typer.Option(None, "--reference", help="Model the relative tables divide by."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file (csv: a folder; csv with --paper: a file)."
+    ),
+    results_dir: Path = typer.Option(Path(DEFAULT_RESULTS), "--results-dir"),
+    suite: str | None = typer.Option(None, "--suite", help="Latest run of this suite."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Also write PNGs here: cost vs resolution (log-log) per metric, accuracy vs latency.",
+    ),
+    paper: bool = typer.Option(
+        False,
+        "--paper",
+        help="The paper's efficiency table: params/FLOPs at 224 beside the published numbers "
+        "(measure with `pacabench run suites/paper_table.yaml`).",
+    ),
+):
+    """Tables of a run: models × resolutions per metric, scaling exponents, relative cost.
+
+    --format html writes one self-contained page (tables + embedded plots); --format latex,
+    booktabs tables for a paper; --paper, the efficiency table against the published numbers.
+    """
+    from ..report_formats import RENDERERS, Report, render_paper_table
+    from ..results import load_run
+
+    if fmt not in RENDERERS:
+        raise UsageError(f"unknown --format '{fmt}' ({', '.join(RENDERERS)})")
+    if paper and run_path is None and suite is None:
+        suite = "paper_table"
+    path = resolve_run(run_path, results_dir, suite)
+    try:
+        df = load_run(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    if reference and not paper and reference not in set(df["model"]):
+        raise UsageError(f"reference model '{reference}' is not in {path}")
+    if plot is not None:
+        from ..plots import write_plots
+
+        paths = write_plots(df, plot)
+        console().print(f"wrote {len(paths)} plots to {plot}/" + ("" if paths else " (nothing to plot)"))
+    if paper:
+        _emit(render_paper_table(df, fmt, title=f"Efficiency at 224×224: ours ({path}) vs published"), output)
+        return
+    renderer = RENDERERS[fmt]
+    rep = Report(df, reference=reference, title=str(path))
+    if output is not None and renderer.files is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        for name, text in renderer.files(rep).items():
+            (output / name).write_text(text, encoding="utf-8")
+        console().print(f"wrote {fmt.upper()} tables to {output}/")
+        return
+    _emit(renderer.render(rep), output, renderer.stdout_end)
+
+
+def _emit(text: str, output: Path | None, stdout_end: str = "") -> None:
+    if output:
+        output.write_text(text, encoding="utf-8")
+        console().print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + stdout_end)
+
+
+def resolve_run(run_path: Path | None, results_dir: Path, suite: str | None) -> Path:
+    """The run folder named on the command line, or the latest one (of ``suite``)."""
+    if run_path is not None:
+        if not run_path.exists():
+            raise UsageError(f"no such run: {run_path}")
+        return run_path
+    return latest_or_fail(results_dir, suite, "no runs", "run `pacabench run SUITE` first")

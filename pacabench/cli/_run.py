@@ -1,0 +1,169 @@
+"""``pacabench run``: run a suite into a run folder, with a live progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+from ._app import DEFAULT_RESULTS, console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    suite: Path = typer.Argument(..., help="Suite YAML file, e.g. suites/resolution_scaling.yaml"),
+    resume: bool = typer.Option(False, "--resume", help="Finish the latest (interrupted) run of this suite."),
+    resume_from: Path | None = typer.Option(None, "--resume-from", help="Finish this run folder."),
+    device: str | None = typer.Option(None, "--device", help="Override the suite's device: auto, cpu, cuda."),
+    isolate: bool | None = typer.Option(None, "--isolate/--no-isolate", help="Each case in its own process."),
+    results_dir: Path = typer.Option(Path(DEFAULT_RESULTS), "--results-dir", help="Where run folders go."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Name of the run folder (default: timestamp)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Print the markdown report at the end."),
+):
+    """Run a suite: every model × resolution × batch × dtype case becomes a row in results/."""
+    execute_run(
+        suite, resume=resume, resume_from=resume_from, device=device, isolate=isolate,
+        results_dir=results_dir, run_id=run_id, progress=progress, report=report,
+    )  # fmt: skip
+
+
+def execute_run(
+    suite: Path,
+    *,
+    results_dir: Path,
+    resume: bool = False,
+    resume_from: Path | None = None,
+    device: str | None = None,
+    isolate: bool | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+    report: bool = True,
+) -> None:
+    """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
+    from ..runner import run_suite
+    from ..suite import load_suite
+
+    s = load_suite(suite)
+    _check_device(device or s.device, device)
+    rd = _run_dir(s, resume, resume_from, results_dir, run_id)
+    bar = _ProgressBar(s.name) if progress else None
+    try:
+        with bar or contextlib.nullcontext():
+            summary = run_suite(
+                s,
+                rd,
+                device=device,
+                isolate=isolate,
+                **(bar.callbacks() if bar else {}),
+            )
+    except KeyboardInterrupt:
+        n = len(rd.rows())
+        console().print(
+            f"[yellow]interrupted[/]: {n} rows kept in {rd.path}; finish with: pacabench run {suite} --resume-from {rd.path}"
+        )
+        raise typer.Exit(130) from None
+    counts = summary.counts()
+    console().print(
+        f"{len(summary.rows)} cases in {summary.wall_s:.1f} s "
+        + (f"({', '.join(f'{v} {k}' for k, v in counts.items())})" if counts else "")
+        + (f", {summary.skipped_done} already done" if summary.skipped_done else "")
+        + f" → {rd.rows_path}"
+    )
+    if report:
+        from ..report import render_markdown
+        from ..results import load_run
+
+        # plain write: markdown must not be re-wrapped to the terminal width
+        sys.stdout.write(render_markdown(load_run(rd.path), title=f"{s.name} — {rd.path.name}") + "\n")
+
+
+def _check_device(device: str, override: str | None) -> None:
+    if override is not None and override not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got '{override}'")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(
+                "device cuda requested but CUDA is not available on this machine (use --device auto)"
+            )
+
+
+def _run_dir(s, resume: bool, resume_from: Path | None, results_dir: Path, run_id: str | None):
+    """The run folder: the one to resume, or a new one holding the suite and the environment."""
+    from ..results import RunDir, environment_record, latest_run, new_run_dir
+
+    if resume or resume_from:
+        if resume_from is None:
+            path = latest_run(results_dir, s.name)
+            if path is None:
+                raise UsageError(f"nothing to resume: no run of suite '{s.name}' under {results_dir}")
+        else:
+            path = resume_from
+            if not (path / "rows.jsonl").exists() and not (path / "suite.yaml").exists():
+                raise UsageError(f"nothing to resume at {path} (no rows.jsonl)")
+        rd = RunDir(path)
+        console().print(f"resuming [bold]{rd.path}[/] ({len(rd.rows())} rows already measured)")
+        return rd
+    rd = new_run_dir(results_dir, s.name, run_id)
+    (rd.path / "suite.yaml").write_text(s.source_text, encoding="utf-8")
+    (rd.path / "environment.json").write_text(json.dumps(environment_record(), indent=2), encoding="utf-8")
+    rd.rows_path.touch()
+    console().print(f"run folder [bold]{rd.path}[/]")
+    return rd
+
+
+class _ProgressBar:
+    """The rich progress bar, driven by the runner's callbacks."""
+
+    def __init__(self, suite_name: str):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.suite_name = suite_name
+        self.task = None
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[suite]}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            transient=False,
+        )
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.task is not None and exc[0] is None:
+            self.progress.update(self.task, description="done")
+        return self.progress.__exit__(*exc)
+
+    def callbacks(self) -> dict:
+        return {"on_start": self.on_start, "on_case": self.on_case, "on_row": self.on_row}
+
+    def on_start(self, todo) -> None:
+        self.task = self.progress.add_task("", total=len(todo), suite=self.suite_name)
+
+    def on_case(self, case) -> None:
+        self.progress.update(self.task, description=case.describe())
+
+    def on_row(self, row) -> None:
+        self.progress.advance(self.task)

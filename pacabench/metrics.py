@@ -1,0 +1,199 @@
+"""The metric table: every column a case can measure, declared once.
+
+Suite validation, ``Row``, the runner, the report, the plots and ``compare`` all read this
+table (the pattern of fvcore's op table: one dict, extended in one place). A ``Metric`` says
+which suite measurement produces the column (``measure``: params, flops, latency, memory, or an
+accuracy task), where the runner takes its value from (``source``: an attribute of that
+measurement's record, or a function of it), how it is shown (title, unit, format, scale), what
+kind it is (``exact``: deterministic, compared to a relative tolerance; ``noisy``: compared
+against a tolerance band *and* its spread column; ``accuracy``: compared in points; ``info``:
+recorded, never compared), and where it appears (its own report table, relative tables, the
+scaling fit, a plot, the tidy CSV, compare).
+
+Adding a metric = a measure function + one entry here (see the README's Development section).
+Accuracy tasks are declared in ``TASKS`` beside it: the evaluation that runs them, their
+default input size and batch size, and the column their plot shows.
+
+This module imports nothing heavy: the CLI's ``--help`` reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Metric",
+    "Task",
+    "METRICS",
+    "TASKS",
+    "COST_MEASURES",
+    "MEASURES",
+    "metric",
+    "metrics_of",
+    "columns",
+    "format_value",
+]
+
+KINDS = ("exact", "noisy", "accuracy", "info")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured column of a row."""
+
+    column: str
+    measure: str  # the suite metric that produces it: params | flops | latency | memory | <task>
+    kind: str  # exact | noisy | accuracy | info
+    title: str = ""  # table and axis title, with the unit
+    unit: str = ""  # compare shows values as "<value> <unit>"
+    fmt: str = "{:.2f}"  # report cells
+    type: Any = float  # the Row field's type (None allowed)
+    source: str | Callable[[Any], Any] | None = None  # attribute of the measure's record, or f(record)
+    scale: float = 1.0  # report cell = value × scale (params in millions)
+    spread: str | None = None  # column holding this metric's spread (IQR): the noise compare allows
+    samples: str | None = None  # column holding the raw data the statistic was derived from
+    table: bool = False  # its own models × resolutions table in the report
+    relative: bool = False  # a "relative to the reference model" table
+    fit: str | None = None  # column of the scaling table: log-log slope against tokens
+    plot: str | None = None  # file stem of its cost-vs-resolution plot
+    plot_label: str = ""  # that plot's axis label (default: title)
+    csv: bool = False  # a column of the tidy CSV export
+    compare: bool = False  # compared by ``pacabench compare``
+    compare_fmt: str = "{:.2f}"  # compare's value format (with scale)
+    compare_scale: float = 1.0
+    tolerance: float | dict[str, float] | None = None  # default: relative (exact, noisy) or points
+    load_sensitive: bool = False  # a CPU regression on a busy machine is only "inconclusive"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.column}: kind must be one of {KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """An accuracy task: its evaluation, default setting and plotted column."""
+
+    name: str
+    evaluate: str  # "module:function" taking (case) and returning a dict of row fields
+    resolution: int  # default input size (suite ``eval.<task>.img_size`` overrides)
+    batch_size: int  # default batch size (suite ``eval.<task>.batch_size`` overrides)
+    plot_column: str  # accuracy axis of the accuracy-vs-latency plot
+    plot_label: str
+    # files the evaluation writes into the run folder: (its option, file name; {key} = case key)
+    artifacts: tuple[tuple[str, str], ...] = field(default=())
+
+
+def _round_samples(rec: Any) -> list[float]:
+    return [round(t, 4) for t in rec.times_ms]
+
+
+_GFLOPS_TITLE = "GFLOPs (1 MAC = 1 FLOP, fvcore, batch 1, attention counted)"
+_LAT = {"measure": "latency", "fmt": "{:.2f}", "unit": "ms"}
+
+
+def _acc(column: str, task: str, *, csv: bool = False) -> Metric:
+    return Metric(column, task, "accuracy", fmt="{:.2f}", compare=True, tolerance=0.1, csv=csv)
+
+
+# fmt: off
+_TABLE: list[Metric] = [
+    # --- cost: params, flops
+    Metric("params", "params", "exact", "Params (M)", "M", "{:.3f}", int, scale=1e-6, table=True,
+           csv=True, compare=True, compare_fmt="{:.4f}", compare_scale=1e-6, tolerance=1e-3),
+    Metric("gflops", "flops", "exact", _GFLOPS_TITLE, "G", "{:.3f}", source="gflops", table=True,
+           relative=True, fit="flops_exp", plot="gflops_vs_resolution",
+           plot_label="GFLOPs (1 MAC = 1 FLOP, batch 1)", csv=True, compare=True, compare_fmt="{:.4f}",
+           tolerance=1e-3),
+    Metric("uncounted_ops", "flops", "info", type=dict, source="uncounted_ops"),
+    Metric("uncounted_share", "flops", "info", source="uncounted_share"),
+    # --- cost: latency (statistics of latency_ms_samples, the raw per-iteration times)
+    Metric("latency_ms_median", kind="noisy", title="Latency, median (ms per batch)", source="median_ms",
+           spread="latency_ms_iqr", samples="latency_ms_samples", table=True, relative=True,
+           fit="latency_exp", plot="latency_vs_resolution", csv=True, compare=True,
+           tolerance={"cpu": 0.5, "cuda": 0.15}, load_sensitive=True, **_LAT),
+    Metric("latency_ms_p90", kind="info", source="p90_ms", csv=True, **_LAT),
+    Metric("latency_ms_iqr", kind="info", source="iqr_ms", csv=True, **_LAT),
+    Metric("latency_ms_mean", kind="info", source="mean_ms", **_LAT),
+    Metric("latency_ms_min", kind="info", source="min_ms", **_LAT),
+    Metric("latency_iters", "latency", "info", type=int, source="iters"),
+    Metric("latency_ms_samples", "latency", "info", type=list, source=_round_samples),
+    Metric("throughput_img_s", "latency", "info", "Throughput (images/s)", "img/s", "{:.1f}",
+           source="throughput_img_s", table=True, csv=True),
+    Metric("timer", "latency", "info", type=str, source="timer"),
+    Metric("loadavg_1m", "latency", "info", source="loadavg_1m"),  # the machine's load while timing
+    # --- cost: memory
+    Metric("peak_mem_mb", "memory", "noisy", "Peak memory (MiB)", "MiB", "{:.1f}", source="peak_mb",
+           table=True, relative=True, fit="memory_exp", plot="memory_vs_resolution", csv=True,
+           compare=True, compare_fmt="{:.1f}", tolerance={"cpu": 0.1, "cuda": 0.1}),
+    Metric("peak_mem_reserved_mb", "memory", "info", source="reserved_mb"),
+    Metric("mem_kind", "memory", "info", type=str, source="kind", csv=True),
+    Metric("resident_mem_mb", "memory", "info", source="resident_mb"),
+    # --- accuracy
+    _acc("top1", "imagenet", csv=True), _acc("top5", "imagenet", csv=True),
+    _acc("miou", "ade20k", csv=True), _acc("macc", "ade20k"), _acc("aacc", "ade20k"),
+    _acc("bbox_ap", "coco", csv=True), _acc("bbox_ap50", "coco"), _acc("bbox_ap75", "coco"),
+    _acc("bbox_aps", "coco"), _acc("bbox_apm", "coco"), _acc("bbox_apl", "coco"),
+    _acc("segm_ap", "coco", csv=True), _acc("segm_ap50", "coco"), _acc("segm_ap75", "coco"),
+    _acc("segm_aps", "coco"), _acc("segm_apm", "coco"), _acc("segm_apl", "coco"),
+    Metric("num_images", "accuracy", "info", type=int),
+]
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    Task("imagenet", "pacabench.eval.imagenet:evaluate_case", 224, 64, "top1", "ImageNet top-1 accuracy (%)"),
+    Task("ade20k", "pacabench.eval.ade20k:evaluate_case", 512, 1, "miou", "ADE20k mIoU (%)",
+         artifacts=(("per_class", "per_class_iou_{key}.csv"),)),
+    Task("coco", "pacabench.eval.coco:evaluate_case", 800, 1, "bbox_ap", "COCO box AP"),
+]}
+# fmt: on
+
+METRICS: dict[str, Metric] = {m.column: m for m in _TABLE}
+# the suite's ``metrics:`` names, in order: cost measurements, then accuracy tasks
+COST_MEASURES: tuple[str, ...] = ("params", "flops", "latency", "memory")
+MEASURES: tuple[str, ...] = COST_MEASURES + tuple(TASKS)
+
+
+def metric(column: str) -> Metric:
+    return METRICS[column]
+
+
+def metrics_of(measure: str) -> list[Metric]:
+    """The columns one suite measurement fills, in table order."""
+    return [m for m in METRICS.values() if m.measure == measure]
+
+
+def columns(**flags: Any) -> list[str]:
+    """Columns whose attributes equal ``flags``, e.g. ``columns(table=True)``, ``columns(kind="exact")``."""
+    return [m.column for m in METRICS.values() if all(getattr(m, k) == v for k, v in flags.items())]
+
+
+def format_value(v: Any, fmt: str = "{:.3f}", *, scale: float = 1.0, plain_ints: bool = False) -> str:
+    """The one cell formatter: missing → '–', text as is, numbers × scale through ``fmt``.
+
+    ``plain_ints``: integers are written as integers (the markdown report keeps counts plain).
+    """
+    import math
+
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return str(v)
+    if plain_ints and _is_int(v):
+        return str(int(v))
+    try:
+        return fmt.format(v * scale if scale != 1.0 else v)
+    except (ValueError, TypeError):
+        return str(v)
+
+
+def _is_int(v: Any) -> bool:
+    if isinstance(v, int):
+        return True
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with torch and pandas
+        return False
+    return isinstance(v, np.integer)

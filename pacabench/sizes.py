@@ -1,0 +1,39 @@
+"""Input sizes: parsing 'R' / 'HxW', labels, and the token count every table and plot uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import UsageError
+
+__all__ = ["parse_hw", "res_label", "tokens"]
+
+
+def parse_hw(
+    text: str | None, what: str = "resolution", example: str = "512 or 512x1024"
+) -> tuple[int, int] | None:
+    """'512' → (512, 512); '512x640' → (512, 640); None → None; anything else → UsageError."""
+    if text is None:
+        return None
+    t = str(text).lower().replace(" ", "")
+    try:
+        if "x" in t:
+            h, w = t.split("x")
+            return int(h), int(w)
+        return int(t), int(t)
+    except ValueError:
+        raise UsageError(f"{what} must be R or HxW (e.g. {example}), got '{text}'") from None
+
+
+def res_label(r: Any, sep: str = "x") -> str:
+    """[224, 224] → '224'; [512, 1024] → '512x1024' (``sep`` between the sides); else str(r)."""
+    if not isinstance(r, (list, tuple)) or len(r) != 2:
+        return str(r)
+    return str(r[0]) if r[0] == r[1] else f"{r[0]}{sep}{r[1]}"
+
+
+def tokens(r: Any) -> int | None:
+    """Stage-1 tokens at stride 4, (H/4)·(W/4); None for anything but an [h, w] pair."""
+    if isinstance(r, (list, tuple)) and len(r) == 2:
+        return (int(r[0]) // 4) * (int(r[1]) // 4)
+    return None
