@@ -279,8 +279,7 @@ def evaluate_imagenet(
         "resolution": [int(h), int(w)],
         "data_config": {k2: (list(v) if isinstance(v, tuple) else v) for k2, v in cfg.items()},
         "layout": layout,
-        "world_size": info.world_size,
-        "dist_backend": info.backend,
+        **{"world_size": info.world_size, "dist_backend": info.backend},
         **({"skipped_files": skipped_files} if skipped_files else {}),
     }
 
