@@ -136,15 +136,29 @@ def _fill(row: Row, measure: str, record: Any) -> None:
 
 
 def _measure_flops(case: Case, model: torch.nn.Module, row: Row, state: RunState) -> None:
-    key = (case.model, case.resolution, json.dumps(case.kwargs, sort_keys=True))
+    key = (case.model, case.head, case.resolution, json.dumps(case.kwargs, sort_keys=True))
     if key not in state.flops:
         state.flops[key] = count_flops(model, case.resolution)
     _fill(row, "flops", state.flops[key])
 
 
+def _cost_model(case: Case) -> torch.nn.Module:
+    """The model a cost case measures: the backbone, or with a ``head`` the whole segmentor."""
+    if not case.head:
+        return create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
+    from .models.segmentation import create_segmentor
+
+    kwargs = dict(case.kwargs)
+    clusters = kwargs.pop("clusters", None)
+    return create_segmentor(
+        case.model, case.head, clusters=clusters, checkpoint=case.checkpoint,
+        img_size=case.resolution, verbose=False, **kwargs,
+    )  # fmt: skip
+
+
 def _run_cost(case: Case, row: Row, state: RunState) -> None:
     dev = torch.device(case.device)
-    model = create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
+    model = _cost_model(case)
     model.eval()
     row.params = count_params(model)
     if dev.type == "cuda":

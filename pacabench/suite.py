@@ -38,6 +38,7 @@ from .casekey import CaseKey, checkpoint_digest
 from .errors import PacabenchError
 from .metrics import COST_MEASURES, MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
+from .models.segmentation import HEADS
 
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
@@ -437,6 +438,8 @@ class _Parser:
             get_spec(m["name"])
         except UnknownModelError as e:
             self.fail(path + ("name",) if len(m) > 1 else path, str(e))
+        if m.get("head") is not None and m["head"] not in HEADS:
+            self.fail(path + ("head",), f"unknown head {m['head']!r} (choose from {', '.join(HEADS)})")
         kwargs = dict(m.get("kwargs") or {})
         if "clusters" in m:
             kwargs["clusters"] = m["clusters"]

@@ -272,3 +272,39 @@ def test_sigterm_on_an_isolated_run_kills_the_worker_and_keeps_rows(tmp_path):
     assert not _alive(worker)  # no orphan
     rows = read_rows(run_dir / "rows.jsonl")
     assert len(rows) >= 1 and all(r["status"] == "ok" for r in rows)
+
+
+# ------------------------------------------------------------------------ 8. head on a cost case
+def test_a_cost_case_with_a_head_measures_the_segmentor():
+    from pacabench.measure.flops import count_params
+    from pacabench.models import create_model
+    from pacabench.models.segmentation import create_segmentor
+
+    text = SUITE.replace("[pvt_v2_b0]", "[{name: pvt_v2_b0, head: upernet}, pvt_v2_b0]").replace(
+        "[64, 96]", "[64]"
+    )
+    text = text.replace("[params]", "[params, flops]")
+    seg_case, plain_case = parse_suite(text, "h.yaml").cases()
+    seg, plain = runner.run_case(seg_case), runner.run_case(plain_case)
+    assert seg.status == "ok" and seg.head == "upernet" and seg.case_id.startswith("cost|pvt_v2_b0+upernet|")
+    expected = count_params(create_segmentor("pvt_v2_b0", "upernet", img_size=64, verbose=False))
+    assert seg.params == expected and plain.params == count_params(create_model("pvt_v2_b0", img_size=64))
+    assert seg.params > 5 * plain.params and seg.gflops > 5 * plain.gflops
+    # the paper's PaCa-T + UperNet: ~41.6 M parameters
+    paca = parse_suite(
+        "models: [{name: pacavit_tiny_p2cconv_100_0, head: upernet}]\nresolutions: [64]\nmetrics: [params]\n"
+        "device: cpu\n",
+        "p.yaml",
+    )
+    assert runner.run_case(paca.cases()[0]).params / 1e6 == pytest.approx(41.6, abs=0.1)
+
+
+def test_an_unknown_head_is_refused_at_load(tmp_path, capsys):
+    suite = _suite(
+        tmp_path, SUITE.replace("[pvt_v2_b0]", "\n  - pvt_v2_b1\n  - {name: pvt_v2_b0, head: bogus}")
+    )
+    assert _run(tmp_path, suite) == 2
+    assert _one_error_line(capsys.readouterr().err).endswith(
+        "rel.yaml:4: unknown head 'bogus' (choose from paca, upernet)"
+    )
+    assert not (tmp_path / "res").exists()
