@@ -276,7 +276,10 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        return not self.regressions and not (self.fail_on_missing and self.missing)
+        """No regression, something compared, and (with ``fail_on_missing``) no case missing."""
+        return (
+            self.compared_cases > 0 and not self.regressions and not (self.fail_on_missing and self.missing)
+        )
 
     @property
     def exit_code(self) -> int:
@@ -475,6 +478,7 @@ def render_comparison(cmp: Comparison, fmt: str = "markdown", *, show_all: bool 
         + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(counts.items()))
         + (f"; {len(cmp.added)} added" if cmp.added else "")
         + (f"; {len(cmp.missing)} missing" if cmp.missing else "")
+        + ("; nothing was compared (no case of the baseline is in the run)" if not cmp.compared_cases else "")
         + ".\n",
     ]
 

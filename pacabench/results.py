@@ -8,9 +8,13 @@ measured; ``--resume`` reads them back and skips finished cases.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
+import re
 import subprocess
 from dataclasses import asdict, field, fields, make_dataclass
 from datetime import datetime, timezone
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .casekey import CaseKey
+from .errors import PacabenchError, UsageError
 from .metrics import METRICS
 
 __all__ = [
@@ -30,7 +35,29 @@ __all__ = [
     "load_run",
     "environment_record",
     "row_key",
+    "check_name",
+    "RunWriteError",
+    "RunLockedError",
 ]
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class RunWriteError(PacabenchError):
+    """rows.jsonl could not be written (disk full, file size limit, ...): the run stops there."""
+
+
+class RunLockedError(PacabenchError):
+    """Another process is writing this run folder."""
+
+
+def check_name(name: str, what: str) -> str:
+    """A run id or baseline name: one path component of letters, digits, '-', '_', '.'."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise UsageError(
+            f"{what} must be one name of letters, digits, '-', '_' or '.' (not '.' or '..'), got {name!r}"
+        )
+    return name
 
 
 def _row_fields() -> list[tuple[str, Any, Any]]:
@@ -160,20 +187,97 @@ class RunDir:
     def rows_path(self) -> Path:
         return self.path / "rows.jsonl"
 
+    @property
+    def torn_path(self) -> Path:
+        return self.path / "rows.jsonl.torn"
+
     def append(self, row: Row | dict[str, Any]) -> None:
-        """Append one row and fsync it: an interrupted run loses nothing already written."""
+        """Append one row and fsync it: an interrupted run loses nothing already written.
+
+        A failed write (disk full, file size limit) is cut back to the rows before it and raised
+        as ``RunWriteError``: every earlier row stays readable."""
         d = row.to_dict() if isinstance(row, Row) else row
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.rows_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(d, sort_keys=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        size = self.rows_path.stat().st_size if self.rows_path.exists() else 0
+        try:
+            with open(self.rows_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(d, sort_keys=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.truncate(self.rows_path, size)
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise RunWriteError(
+                f"cannot write {self.rows_path}: {reason}; the run stops here, "
+                f"the {len(self.rows())} rows before are kept"
+            ) from None
+
+    def replace_rows(self, rows: list[dict[str, Any]], replaced: list[dict[str, Any]]) -> None:
+        """Rewrite rows.jsonl atomically (temp file, fsync, rename); the superseded rows are
+        appended to ``rows.replaced.jsonl`` first, so nothing measured is ever lost."""
+        for name, payload in (("rows.replaced.jsonl", replaced), ("rows.jsonl.tmp", rows)):
+            mode = "a" if name == "rows.replaced.jsonl" else "w"
+            try:
+                with open(self.path / name, mode, encoding="utf-8") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in payload)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise RunWriteError(
+                    f"cannot write {self.path / name}: {os.strerror(e.errno or errno.EIO)}"
+                ) from None
+        os.replace(self.path / "rows.jsonl.tmp", self.rows_path)
 
     def rows(self) -> list[dict[str, Any]]:
         return read_rows(self.rows_path) if self.rows_path.exists() else []
 
     def done_keys(self) -> set[CaseKey]:
         return {row_key(r) for r in self.rows()}
+
+    def repair_torn_tail(self) -> str | None:
+        """Move an unterminated or unparsable last line of rows.jsonl (a run killed mid-write,
+        a full disk) to ``rows.jsonl.torn`` (appended, never deleted) so that the next row starts
+        on a line of its own and the case is measured again. Returns a one-line note, or None."""
+        if not self.rows_path.is_file():
+            return None
+        data = self.rows_path.read_bytes()
+        body = data.rstrip(b"\n")
+        start = body.rfind(b"\n") + 1
+        last = body[start:]
+        if not last.strip():
+            return None
+        try:
+            ok = isinstance(json.loads(last), dict) and data.endswith(b"\n")
+        except ValueError:
+            ok = False
+        if ok:
+            return None
+        with open(self.torn_path, "ab") as f:
+            f.write(last + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.truncate(self.rows_path, start)
+        return (
+            f"{self.rows_path}: torn last line ({len(last)} bytes) moved to {self.torn_path}; "
+            "that case is measured again"
+        )
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive lock on the run folder for the whole run (``flock`` on ``.lock``)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLockedError(
+                    f"{self.path} is being written by another pacabench run; wait for it to finish"
+                ) from None
+            try:
+                yield self
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -194,15 +298,20 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def new_run_dir(results_root: str | os.PathLike, suite_name: str, run_id: str | None = None) -> RunDir:
+    """A new run folder ``results_root/suite/run_id`` (``run_id-2``, ... when taken)."""
     if run_id is None:
         run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
+    check_name(run_id, "--run-id")
     base = Path(results_root) / suite_name
     path = base / run_id
     n = 1
-    while path.exists():
-        n += 1
-        path = base / f"{run_id}-{n}"
-    path.mkdir(parents=True)
+    try:
+        while path.exists():
+            n += 1
+            path = base / f"{run_id}-{n}"
+        path.mkdir(parents=True)
+    except OSError as e:
+        raise UsageError(f"cannot create run folder {path}: {os.strerror(e.errno or errno.EIO)}") from None
     return RunDir(path)
 
 

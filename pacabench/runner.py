@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -32,11 +34,33 @@ from .measure.latency import measure_latency
 from .measure.memory import measure_peak_memory, resident_bytes
 from .metrics import TASKS, metrics_of
 from .models import ResolutionError, create_model, get_spec
-from .results import Row, RunDir
+from .results import Row, RunDir, row_key
 from .sizes import tokens
 from .suite import Case, Suite
 
-__all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState"]
+__all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState", "Terminated", "sigterm_as_interrupt"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C: an isolated worker is killed and waited for, rows are kept."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises ``Terminated`` (main thread only; elsewhere a no-op)."""
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -112,15 +136,29 @@ def _fill(row: Row, measure: str, record: Any) -> None:
 
 
 def _measure_flops(case: Case, model: torch.nn.Module, row: Row, state: RunState) -> None:
-    key = (case.model, case.resolution, json.dumps(case.kwargs, sort_keys=True))
+    key = (case.model, case.head, case.resolution, json.dumps(case.kwargs, sort_keys=True))
     if key not in state.flops:
         state.flops[key] = count_flops(model, case.resolution)
     _fill(row, "flops", state.flops[key])
 
 
+def _cost_model(case: Case) -> torch.nn.Module:
+    """The model a cost case measures: the backbone, or with a ``head`` the whole segmentor."""
+    if not case.head:
+        return create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
+    from .models.segmentation import create_segmentor
+
+    kwargs = dict(case.kwargs)
+    clusters = kwargs.pop("clusters", None)
+    return create_segmentor(
+        case.model, case.head, clusters=clusters, checkpoint=case.checkpoint,
+        img_size=case.resolution, verbose=False, **kwargs,
+    )  # fmt: skip
+
+
 def _run_cost(case: Case, row: Row, state: RunState) -> None:
     dev = torch.device(case.device)
-    model = create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
+    model = _cost_model(case)
     model.eval()
     row.params = count_params(model)
     if dev.type == "cuda":
@@ -278,15 +316,21 @@ def run_suite(
     on_case: Callable[[Case], None] | None = None,
     on_row: Callable[[Row], None] | None = None,
     case_fn: Callable[[Case], Row] | None = None,
+    max_cases: int | None = None,
+    refill: frozenset[str] = frozenset(),
 ) -> RunSummary:
     """Run every case not already in ``run_dir`` (so a second call resumes).
+
+    ``refill``: metrics added to the suite since the run began. A finished ok case that asks for
+    one of them is measured again for those metrics only, and its row is updated in place (one
+    row per case; the superseded row goes to ``rows.replaced.jsonl``).
 
     Progress is reported through the callbacks (the CLI draws its bar with them): ``on_start``
     with the cases to run, ``on_case`` before each, ``on_row`` after each row is written.
     """
-    cases = suite.cases(device)
-    done = run_dir.done_keys()
-    todo = [c for c in cases if c.key not in done]
+    cases, _ = suite.expand(device, max_cases)
+    done = {row_key(r): r for r in run_dir.rows()}
+    todo = [c for c in cases if c.key not in done or _missing(c, done[c.key], refill)]
     summary = RunSummary(run_dir)
     summary.skipped_done = len(cases) - len(todo)
     isolate = suite.isolate if isolate is None else isolate
@@ -298,14 +342,40 @@ def run_suite(
     for case in todo:
         if on_case is not None:
             on_case(case)
-        row = fn(with_artifacts(case, run_dir))
-        row.run_id = run_dir.path.name
-        run_dir.append(row)
+        old = done.get(case.key)
+        if old is None:
+            row = fn(with_artifacts(case, run_dir))
+            row.run_id = run_dir.path.name
+            run_dir.append(row)
+        else:
+            row = _refill_row(case, old, _missing(case, old, refill), fn, run_dir)
         summary.rows.append(row)
         if on_row is not None:
             on_row(row)
     summary.wall_s = time.perf_counter() - t_start
     return summary
+
+
+def _missing(case: Case, row: dict[str, Any], refill: frozenset[str]) -> tuple[str, ...]:
+    """The metrics of ``refill`` this finished case asks for and its (ok) row lacks."""
+    if row.get("status") != "ok":
+        return ()
+    return tuple(m for m in case.metrics if m in refill and m in ("flops", "latency", "memory"))
+
+
+def _refill_row(case: Case, old: dict[str, Any], metrics: tuple[str, ...], fn, run_dir: RunDir) -> Row:
+    """Measure only ``metrics`` for a finished case and write them into its row."""
+    new = fn(with_artifacts(replace(case, metrics=metrics), run_dir))
+    merged = dict(old)
+    for m in metrics:
+        for col in metrics_of(m):
+            merged[col.column] = getattr(new, col.column)
+    if new.status != "ok":
+        merged["status"], merged["error"] = new.status, f"{', '.join(metrics)}: {new.error}"
+    rows = run_dir.rows()
+    rows = [merged if row_key(r) == case.key else r for r in rows]
+    run_dir.replace_rows(rows, [old])
+    return Row.from_dict(merged)
 
 
 def _worker_main() -> int:

@@ -25,8 +25,10 @@ Every problem is reported as one line ``file:line: message`` (``SuiteError``).
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from .casekey import CaseKey, checkpoint_digest
 from .errors import PacabenchError
 from .metrics import COST_MEASURES, MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
+from .models.segmentation import HEADS
 
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
@@ -61,6 +64,7 @@ TOP_KEYS = {
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
 LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s"}
 EVAL_KEYS = set(TASKS)
+MAX_CASES = 5000  # a suite expanding past this is refused unless --max-cases allows it
 
 
 class SuiteError(PacabenchError):
@@ -178,8 +182,36 @@ class Suite:
             return "cuda" if torch.cuda.is_available() else "cpu"
         return dev
 
+    def digest(self) -> str:
+        """SHA-256 of the normalised suite (what it measures, not how the file is written): a run
+        folder stores it, and resume refuses a suite whose digest differs."""
+        d = asdict(self)
+        for k in ("path", "source_text", "description"):
+            d.pop(k)
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def expand(self, device: str | None = None, max_cases: int | None = None) -> tuple[list[Case], int]:
+        """The unique cases (first of each key kept) and how many duplicates were dropped;
+        more than ``max_cases`` (default ``MAX_CASES``) unique cases raise ``SuiteError``."""
+        unique: dict[CaseKey, Case] = {}
+        all_cases = self._cases(device)
+        for c in all_cases:
+            unique.setdefault(c.key, c)
+        limit = MAX_CASES if max_cases is None else max_cases
+        if len(unique) > limit:
+            raise SuiteError(
+                f"{self.path or self.name}:1: the suite expands to {len(unique)} cases, more than {limit} "
+                "(raise the limit with --max-cases N)"
+            )
+        return list(unique.values()), len(all_cases) - len(unique)
+
     def cases(self, device: str | None = None) -> list[Case]:
-        """Expand to cases, in a stable order: model, resolution, batch, dtype; then eval tasks."""
+        """The unique cases, in a stable order: model, resolution, batch, dtype; then eval tasks."""
+        return self.expand(device, max_cases=10**12)[0]
+
+    def _cases(self, device: str | None = None) -> list[Case]:
+        """Expand to cases (duplicates included), in order: model, resolution, batch, dtype; then eval tasks."""
         dev = self.resolved_device(device)
         lat = self.latency_for(dev)
         cost_metrics = tuple(m for m in self.metrics if m in COST_MEASURES)
@@ -406,6 +438,8 @@ class _Parser:
             get_spec(m["name"])
         except UnknownModelError as e:
             self.fail(path + ("name",) if len(m) > 1 else path, str(e))
+        if m.get("head") is not None and m["head"] not in HEADS:
+            self.fail(path + ("head",), f"unknown head {m['head']!r} (choose from {', '.join(HEADS)})")
         kwargs = dict(m.get("kwargs") or {})
         if "clusters" in m:
             kwargs["clusters"] = m["clusters"]

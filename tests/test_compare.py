@@ -239,8 +239,20 @@ def test_cli_exit_codes(tmp_path, capsys):
 def test_cli_missing_rows_and_fail_on_missing(tmp_path):
     base = write(tmp_path / "base.jsonl", base_rows())
     partial = write(tmp_path / "run" / "rows.jsonl", base_rows()[:2])
-    assert main(["compare", str(base), str(partial)]) == 0
+    assert main(["compare", str(base), str(partial)]) == 1  # missing cases fail by default
     assert main(["compare", str(base), str(partial), "--fail-on-missing"]) == 1
+    assert main(["compare", str(base), str(partial), "--allow-missing"]) == 0
+
+
+def test_cli_compare_against_an_empty_run_fails(tmp_path, capsys):
+    base = write(tmp_path / "base.jsonl", base_rows())
+    empty = tmp_path / "run" / "rows.jsonl"
+    empty.parent.mkdir()
+    empty.write_text("", encoding="utf-8")
+    assert main(["compare", str(base), str(empty.parent)]) == 1
+    assert main(["compare", str(base), str(empty.parent), "--allow-missing"]) == 1
+    out = capsys.readouterr().out
+    assert "0 cases compared" in out and "nothing was compared" in out and "**OK**" not in out
 
 
 def test_cli_bad_input_exits_2(tmp_path, capsys):

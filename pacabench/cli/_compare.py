@@ -42,7 +42,10 @@ def compare_cmd(
     ),
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | json"),
     fail_on_missing: bool = typer.Option(
-        False, "--fail-on-missing", help="A case of the baseline missing from the run is a regression."
+        True,
+        "--fail-on-missing/--allow-missing",
+        help="A case of the baseline missing from the run is a regression (default); --allow-missing "
+        "only lists it. Nothing compared at all is always exit 1.",
     ),
     ignore_load: bool = typer.Option(
         False, "--ignore-load", help="Judge CPU latency even when it was measured on a busy machine."
@@ -52,7 +55,8 @@ def compare_cmd(
     ),
     results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where to find the latest run."),
 ):
-    """Check a run against a baseline: exit 1 on any regression, 0 otherwise, 2 on bad input.
+    """Check a run against a baseline: exit 1 on any regression, a missing baseline case (unless
+    --allow-missing) or nothing compared; 0 otherwise; 2 on bad input.
 
     Params and FLOPs must match to 0.1 %; accuracy within 0.1 points; latency and memory are
     a regression only when the new median exceeds baseline × (1 + tolerance) AND the excess is
@@ -145,6 +149,9 @@ def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: P
         from ..suite import load_suite
 
         name = load_suite(sp).name
+    from ..results import check_name
+
+    check_name(name, "the suite name")  # the baseline file is <name>.jsonl under the baselines folder
     if measure:
         if run is not None:
             raise UsageError("--measure and --run are exclusive")

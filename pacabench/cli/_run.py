@@ -21,10 +21,14 @@ def run(
     suite: Path = typer.Argument(..., help="Suite YAML file, e.g. suites/resolution_scaling.yaml"),
     resume: bool = typer.Option(False, "--resume", help="Finish the latest (interrupted) run of this suite."),
     resume_from: Path | None = typer.Option(None, "--resume-from", help="Finish this run folder."),
+    allow_changed_suite: bool = typer.Option(
+        False, "--allow-changed-suite", help="Resume although the suite changed: measure what is missing."
+    ),
     device: str | None = typer.Option(None, "--device", help="Override the suite's device: auto, cpu, cuda."),
     isolate: bool | None = typer.Option(None, "--isolate/--no-isolate", help="Each case in its own process."),
     results_dir: Path = typer.Option(Path(DEFAULT_RESULTS), "--results-dir", help="Where run folders go."),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the run folder (default: timestamp)."),
+    max_cases: int | None = typer.Option(None, "--max-cases", help="Allow more than 5000 cases."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the markdown report at the end."),
 ):
@@ -32,6 +36,7 @@ def run(
     execute_run(
         suite, resume=resume, resume_from=resume_from, device=device, isolate=isolate,
         results_dir=results_dir, run_id=run_id, progress=progress, report=report,
+        allow_changed_suite=allow_changed_suite, max_cases=max_cases,
     )  # fmt: skip
 
 
@@ -41,35 +46,52 @@ def execute_run(
     results_dir: Path,
     resume: bool = False,
     resume_from: Path | None = None,
+    allow_changed_suite: bool = False,
     device: str | None = None,
     isolate: bool | None = None,
     run_id: str | None = None,
+    max_cases: int | None = None,
     progress: bool = True,
     report: bool = True,
 ) -> None:
     """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
-    from ..runner import run_suite
+    from ..runner import run_suite, sigterm_as_interrupt
     from ..suite import load_suite
 
     s = load_suite(suite)
     _check_device(device or s.device, device)
+    if max_cases is not None and max_cases < 1:
+        raise UsageError(f"--max-cases must be a positive int, got {max_cases}")
+    _, dups = s.expand(device, max_cases)  # refused before any folder is made
+    if dups:
+        console().print(f"[yellow]warning[/]: {dups} duplicate case(s) in {suite} measured once")
     rd = _run_dir(s, resume, resume_from, results_dir, run_id)
     bar = _ProgressBar(s.name) if progress else None
     try:
-        with bar or contextlib.nullcontext():
-            summary = run_suite(
-                s,
-                rd,
-                device=device,
-                isolate=isolate,
-                **(bar.callbacks() if bar else {}),
-            )
-    except KeyboardInterrupt:
+        with rd.lock(), sigterm_as_interrupt():
+            refill = _prepare_resume(s, rd, allow_changed_suite) if (resume or resume_from) else frozenset()
+            with bar or contextlib.nullcontext():
+                summary = run_suite(
+                    s, rd, device=device, isolate=isolate, max_cases=max_cases, refill=refill,
+                    **(bar.callbacks() if bar else {}),
+                )  # fmt: skip
+    except KeyboardInterrupt as e:
         n = len(rd.rows())
+        how = "terminated" if type(e).__name__ == "Terminated" else "interrupted"
         console().print(
-            f"[yellow]interrupted[/]: {n} rows kept in {rd.path}; finish with: pacabench run {suite} --resume-from {rd.path}"
+            f"[yellow]{how}[/]: {n} rows kept in {rd.path}; finish with: pacabench run {suite} --resume-from {rd.path}"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if how == "terminated" else 130) from None
+    _summarise(summary, rd)
+    if report:
+        from ..report import render_markdown
+        from ..results import load_run
+
+        # plain write: markdown must not be re-wrapped to the terminal width
+        sys.stdout.write(render_markdown(load_run(rd.path), title=f"{s.name} — {rd.path.name}") + "\n")
+
+
+def _summarise(summary, rd) -> None:
     counts = summary.counts()
     console().print(
         f"{len(summary.rows)} cases in {summary.wall_s:.1f} s "
@@ -77,12 +99,6 @@ def execute_run(
         + (f", {summary.skipped_done} already done" if summary.skipped_done else "")
         + f" → {rd.rows_path}"
     )
-    if report:
-        from ..report import render_markdown
-        from ..results import load_run
-
-        # plain write: markdown must not be re-wrapped to the terminal width
-        sys.stdout.write(render_markdown(load_run(rd.path), title=f"{s.name} — {rd.path.name}") + "\n")
 
 
 def _check_device(device: str, override: str | None) -> None:
@@ -95,6 +111,44 @@ def _check_device(device: str, override: str | None) -> None:
             raise UsageError(
                 "device cuda requested but CUDA is not available on this machine (use --device auto)"
             )
+
+
+SUITE_RECORD = "suite.json"  # {name, digest, metrics, file}: the suite the run measures now
+
+
+def _record_suite(s, rd, yaml_name: str) -> None:
+    (rd.path / yaml_name).write_text(s.source_text, encoding="utf-8")
+    record = {"name": s.name, "digest": s.digest(), "metrics": list(s.metrics), "file": yaml_name}
+    (rd.path / SUITE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def _prepare_resume(s, rd, allow_changed: bool) -> frozenset[str]:
+    """Under the run's lock: set a torn last row aside, check the suite is the one the run
+    measures (else refuse, or with ``allow_changed`` record it as suite.N.yaml); returns the
+    metrics added since, to measure for the finished cases."""
+    note = rd.repair_torn_tail()
+    if note:
+        console().print(f"[yellow]warning[/]: {note}")
+    names = {r.get("suite") for r in rd.rows()} - {None, ""}
+    path = rd.path / SUITE_RECORD
+    old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    old_name = old["name"] if old else (names.pop() if len(names) == 1 else s.name)
+    if old_name != s.name:
+        raise UsageError(f"{rd.path} is a run of suite '{old_name}', not '{s.name}'")
+    if old is None or old["digest"] == s.digest():
+        return frozenset()
+    if not allow_changed:
+        raise UsageError(
+            f"{rd.path}: the suite changed since this run began (compare with {rd.path / old['file']}); "
+            "pass --allow-changed-suite to measure what is missing, or start a new run"
+        )
+    n = 2
+    while (rd.path / f"suite.{n}.yaml").exists():
+        n += 1
+    _record_suite(s, rd, f"suite.{n}.yaml")
+    added = frozenset(s.metrics) - frozenset(old["metrics"])
+    console().print(f"suite changed: recorded as {rd.path / f'suite.{n}.yaml'}; measuring what is missing")
+    return added
 
 
 def _run_dir(s, resume: bool, resume_from: Path | None, results_dir: Path, run_id: str | None):
@@ -111,10 +165,12 @@ def _run_dir(s, resume: bool, resume_from: Path | None, results_dir: Path, run_i
             if not (path / "rows.jsonl").exists() and not (path / "suite.yaml").exists():
                 raise UsageError(f"nothing to resume at {path} (no rows.jsonl)")
         rd = RunDir(path)
-        console().print(f"resuming [bold]{rd.path}[/] ({len(rd.rows())} rows already measured)")
+        console().print(f"resuming [bold]{rd.path}[/]")
         return rd
     rd = new_run_dir(results_dir, s.name, run_id)
-    (rd.path / "suite.yaml").write_text(s.source_text, encoding="utf-8")
+    if run_id is not None and rd.path.name != run_id:
+        console().print(f"[yellow]note[/]: run id '{run_id}' is taken; writing to '{rd.path.name}'")
+    _record_suite(s, rd, "suite.yaml")
     (rd.path / "environment.json").write_text(json.dumps(environment_record(), indent=2), encoding="utf-8")
     rd.rows_path.touch()
     console().print(f"run folder [bold]{rd.path}[/]")
