@@ -567,7 +567,7 @@ class _Parser:
                         f"unknown eval.{k} option '{opt}' (allowed: {', '.join(sorted(allowed))})",
                     )
                 kind = allowed[opt]
-                if not _OPTION_CHECKS[kind](val):
+                if not (val is None and opt in NULLABLE_OPTIONS) and not _OPTION_CHECKS[kind](val):
                     self.fail(("eval", k, opt), f"eval.{k}.{opt} must be {kind}, got {val!r}"[:300])
         for mt in self.data.get("metrics") or []:
             if mt in TASKS and mt not in ev:
@@ -613,6 +613,17 @@ _OPTION_CHECKS = {
     ),
     "'whole' or 'slide'": lambda v: v in ("whole", "slide"),
 }
+# Options that may be null (the evaluation's own default is None).
+NULLABLE_OPTIONS = {
+    "checkpoints",
+    "img_size",
+    "limit",
+    "labels",
+    "crop_pct",
+    "interpolation",
+    "save_predictions",
+}
+NULLABLE_OPTIONS |= {"clusters", "per_class", "scale"}
 # The options each eval.<task> block may set (the keyword arguments of pacabench.eval.<task>).
 EVAL_OPTIONS: dict[str, dict[str, str]] = {
     "*": {

@@ -112,6 +112,11 @@ def test_good_eval_block_still_loads():
         "ok.yaml",
     )
     assert s.eval["imagenet"]["crop_pct"] == 0.875 and s.eval["ade20k"]["mode"] == "slide"
+    s = parse_suite(BASE + "eval: {imagenet: {data: /d, limit: null, checkpoints: null}}\n", "ok.yaml")
+    assert s.eval["imagenet"] == {"data": "/d", "limit": None, "checkpoints": None}
+    _refused(
+        BASE + "eval: {imagenet: {data: /d, batch_size: null}}\n", 3, "batch_size must be a positive int"
+    )
 
 
 def _check_fuzz(data):
