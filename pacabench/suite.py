@@ -480,11 +480,13 @@ class _Parser:
             self.fail(path + ("name",) if len(m) > 1 else path, str(e))
         kwargs = m.get("kwargs") or {}
         if not isinstance(kwargs, dict):
-            self.fail(path + ("kwargs",), f"kwargs must be a mapping of model arguments, got {kwargs!r}")
+            self.fail(
+                path + ("kwargs",), f"kwargs must be a mapping of model arguments, got {kwargs!r}"[:200]
+            )
         kwargs = dict(kwargs)
         for k in ("checkpoint", "head", "label"):
             if m.get(k) is not None and not isinstance(m[k], str):
-                self.fail(path + (k,), f"{k} must be a string, got {m[k]!r}")
+                self.fail(path + (k,), f"{k} must be a string, got {m[k]!r}"[:200])
         if "clusters" in m:
             kwargs["clusters"] = m["clusters"]
         res = bss = None
@@ -512,7 +514,9 @@ class _Parser:
         if isinstance(dtypes, str):
             dtypes = [dtypes]
         if not isinstance(dtypes, list) or not dtypes:
-            self.fail(("dtypes",), f"dtypes must be a non-empty list of {', '.join(DTYPES)}, got {dtypes!r}")
+            self.fail(
+                ("dtypes",), f"dtypes must be a non-empty list of {', '.join(DTYPES)}, got {dtypes!r}"[:200]
+            )
         for i, d in enumerate(dtypes):
             if d not in DTYPES:
                 self.fail(("dtypes", i), f"dtype must be one of {', '.join(DTYPES)}, got {d!r}")
