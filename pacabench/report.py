@@ -17,7 +17,7 @@ import pandas as pd
 
 from .metrics import columns, metric
 from .sizes import res_label, tokens
-from .tables import markdown_table, to_strings
+from .tables import markdown_table, md_cell, to_strings
 
 __all__ = [
     "METRICS",
@@ -223,17 +223,24 @@ class Section:
 
 
 def run_summary(df: pd.DataFrame) -> str:
-    """'35 cases (35 ok) on <device>.' for the cost rows of a run."""
+    """'8 cases (6 ok, 1 oom, 1 error) and 2 accuracy rows (1 ok, 1 error) on <device>.'
+
+    Every row's status is counted: a failed accuracy row is never hidden behind the cost rows' 'ok'.
+    """
+    if df.empty:
+        return "0 rows."
     cost = cost_rows(df)
-    if cost.empty:
-        return f"{len(df)} rows."
-    st = cost["status"].value_counts().to_dict()
-    devs = sorted({str(x) for x in cost["device_name"].dropna() if str(x)}) if "device_name" in cost else []
-    return (
-        f"{len(cost)} cases ({', '.join(f'{v} {k}' for k, v in st.items())})"
-        + (f" on {', '.join(devs)}" if devs else "")
-        + "."
-    )
+    acc = df[df["task"].fillna("cost") != "cost"] if "task" in df.columns else df.iloc[0:0]
+    parts = [f"{len(cost)} cases ({_status_counts(cost)})"] if not cost.empty else []
+    if not acc.empty:
+        parts.append(f"{len(acc)} accuracy row{'s' if len(acc) != 1 else ''} ({_status_counts(acc)})")
+    devs = sorted({str(x) for x in df["device_name"].dropna() if str(x)}) if "device_name" in df else []
+    return " and ".join(parts) + (f" on {', '.join(devs)}" if devs else "") + "."
+
+
+def _status_counts(df: pd.DataFrame) -> str:
+    st = df["status"].fillna("unknown").astype(str).value_counts(sort=False).to_dict()
+    return ", ".join(f"{v} {k}" for k, v in st.items())
 
 
 def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Section]:
@@ -287,12 +294,14 @@ def markdown_report(df: pd.DataFrame, sections: list[Section], title: str | None
     parts = []
     if title:
         parts.append(f"# {title}\n")
-    if not cost_rows(df).empty:
+    if not df.empty:
         parts.append(run_summary(df) + "\n")
     for sec in sections:
         if sec.kind == "failures":  # a list reads better than a table of long messages
             lines = [
-                f"- {model} {r.resolution} b{r.batch} {r.dtype}: **{r.status}** {r.error}"
+                md_cell(
+                    f"- {model} {r.resolution} b{r.batch} {r.dtype}: **{r.status}** {r.error}", table=False
+                )
                 for model, r in zip(sec.table.index, sec.table.itertuples())
             ]
             parts.append(f"## {sec.title}\n\n" + "\n".join(lines) + "\n")

@@ -16,6 +16,9 @@ import os
 import platform
 import re
 import subprocess
+import sys
+import types
+import typing
 from dataclasses import asdict, field, fields, make_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +35,7 @@ __all__ = [
     "new_run_dir",
     "latest_run",
     "read_rows",
+    "scan_rows",
     "load_run",
     "environment_record",
     "row_key",
@@ -280,8 +284,63 @@ class RunDir:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _allowed(tp: Any) -> tuple[type, ...]:
+    """The JSON types a row field may hold (None always: a missing measurement)."""
+    union = isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+    kinds = {typing.get_origin(a) or a for a in (typing.get_args(tp) if union else (tp,))} | {type(None)}
+    if kinds & {int, float}:
+        kinds |= {int, float}
+    return tuple(kinds)
+
+
+_FIELD_TYPES = {f.name: _allowed(f.type) for f in fields(Row)}
+
+
+def _row_problem(d: Any) -> str | None:
+    """Why a parsed line is not a usable row, or None."""
+    if not isinstance(d, dict):
+        return f"a JSON {type(d).__name__}, not an object"
+    if not isinstance(d.get("model"), str) or not d["model"]:
+        return "no model name"
+    res = d.get("resolution")
+    if not isinstance(res, list) or len(res) != 2 or not all(type(v) is int for v in res):
+        return f"resolution must be [h, w] of ints, got {res!r}"[:80]
+    for k, v in d.items():
+        kinds = _FIELD_TYPES.get(k)
+        if kinds is not None and not isinstance(v, kinds):
+            return f"{k} is a {type(v).__name__}"
+    return None
+
+
+def scan_rows(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """(usable rows, [(line number, problem)]) of a rows.jsonl file; a read error is a ``UsageError``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a rows file") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    rows, bad = [], []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            bad.append((i, "not JSON" + (" (torn last line)" if i == len(lines) else "")))
+            continue
+        problem = _row_problem(d)
+        if problem:
+            bad.append((i, problem))
+        else:
+            rows.append(d)
+    return rows, bad
+
+
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows from a rows.jsonl file; a torn last line (killed mid-write) is ignored."""
+    """Rows from a rows.jsonl file; a torn last line (killed mid-write) is ignored, any other
+    line that is not a JSON object is a ``UsageError`` naming it (``load_run`` skips such lines)."""
     out = []
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
@@ -289,11 +348,14 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            d = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 continue  # interrupted while writing the last row
-            raise ValueError(f"{path}:{i + 1}: not a JSON row") from None
+            raise UsageError(f"{path}:{i + 1}: not a JSON row") from None
+        if not isinstance(d, dict):
+            raise UsageError(f"{path}:{i + 1}: not a JSON row (a {type(d).__name__})")
+        out.append(d)
     return out
 
 
@@ -328,7 +390,11 @@ def latest_run(results_root: str | os.PathLike, suite_name: str | None = None) -
 
 
 def load_run(path: str | os.PathLike):
-    """A run folder, a rows.jsonl or a baseline .jsonl file → pandas DataFrame (one row per case)."""
+    """A run folder, a rows.jsonl or a baseline .jsonl file → pandas DataFrame (one row per case).
+
+    Lines that are not usable rows are left out with one warning line on stderr naming them;
+    a file with no usable row left is a ``UsageError``.
+    """
     import pandas as pd
 
     p = Path(path)
@@ -336,7 +402,13 @@ def load_run(path: str | os.PathLike):
         p = p / "rows.jsonl"
     if not p.exists():
         raise FileNotFoundError(f"no rows at {p}")
-    rows = read_rows(p)
+    rows, bad = scan_rows(p)
+    if bad:
+        where = ", ".join(str(i) for i, _ in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        what = f"{len(bad)} malformed line(s) ({where}; line {bad[0][0]}: {bad[0][1]})"
+        if not rows:
+            raise UsageError(f"{p}: no usable rows: {what}")
+        sys.stderr.write(f"pacabench: warning: {p}: skipped {what}\n")
     df = pd.DataFrame(rows, columns=None)
     for c in ROW_FIELDS:
         if c not in df.columns:

@@ -61,6 +61,7 @@ TOP_KEYS = {
     "eval",
     "isolate",
 }
+MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
 LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s"}
 EVAL_KEYS = set(TASKS)
@@ -276,26 +277,68 @@ class Suite:
 # YAML with line numbers
 
 
+MAX_SUITE_BYTES = 1 << 20  # a suite is a few hundred bytes; refuse a document past 1 MiB
+MAX_NODES = 100_000  # built values, aliases expanded: bounds an alias bomb (billion laughs)
+SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+
+
 class _Located:
-    """Keeps the line of every mapping key / sequence item while building plain objects."""
+    """Keeps the line of every mapping key / sequence item while building plain objects.
+
+    Only plain data is built: mappings, lists and str/int/float/bool/null scalars; any other tag
+    (``!!python/...``, ``!foo``), an alias that contains itself, or an alias expansion past
+    ``MAX_NODES`` values is refused as a ``SuiteError`` naming the line.
+    """
 
     def __init__(self):
         self.lines: dict[tuple, int] = {}
+        self.built = 0
+        self.open: set[int] = set()  # ids of the collections being built (a cycle = recursive alias)
+        self.constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: tuple = ()) -> Any:
-        self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            out = {}
-            for k_node, v_node in node.value:
-                key = k_node.value if isinstance(k_node, yaml.ScalarNode) else str(k_node.value)
-                if key in out:
-                    raise SuiteError(f"{{file}}:{k_node.start_mark.line + 1}: duplicate key '{key}'")
-                out[key] = self.build(v_node, path + (key,))
-                self.lines[path + (key,)] = k_node.start_mark.line + 1  # errors point at the key
-            return out
-        if isinstance(node, yaml.SequenceNode):
+        line = node.start_mark.line + 1
+        self.lines[path] = line
+        self.built += 1
+        if self.built > MAX_NODES:
+            raise SuiteError(f"{{file}}:{line}: suite too large: more than {MAX_NODES} values (alias bomb?)")
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, line)
+        if id(node) in self.open:
+            raise SuiteError(f"{{file}}:{line}: recursive alias (a value that contains itself)")
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+            if node.tag != "tag:yaml.org,2002:seq":
+                raise SuiteError(f"{{file}}:{line}: YAML tag {node.tag!r} is not allowed")
             return [self.build(v, path + (i,)) for i, v in enumerate(node.value)]
-        return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+        finally:
+            self.open.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, path: tuple) -> dict:
+        if node.tag != "tag:yaml.org,2002:map":
+            raise SuiteError(f"{{file}}:{node.start_mark.line + 1}: YAML tag {node.tag!r} is not allowed")
+        out = {}
+        for k_node, v_node in node.value:
+            if not isinstance(k_node, yaml.ScalarNode):
+                raise SuiteError(f"{{file}}:{k_node.start_mark.line + 1}: a key must be a plain name")
+            key = k_node.value
+            if key in out:
+                raise SuiteError(f"{{file}}:{k_node.start_mark.line + 1}: duplicate key '{key}'")
+            out[key] = self.build(v_node, path + (key,))
+            self.lines[path + (key,)] = k_node.start_mark.line + 1  # errors point at the key
+        return out
+
+    def scalar(self, node: yaml.ScalarNode, line: int) -> Any:
+        if node.tag not in SCALAR_TAGS:
+            raise SuiteError(f"{{file}}:{line}: YAML tag {node.tag!r} is not allowed (plain values only)")
+        if node.tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
+            return node.value  # a date stays the text it was written as
+        try:
+            return self.constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            raise SuiteError(f"{{file}}:{line}: bad value {node.value[:40]!r} for {node.tag}") from None
 
     def line(self, path: tuple) -> int:
         while path and path not in self.lines:
@@ -305,37 +348,62 @@ class _Located:
 
 def load_suite(path: str | os.PathLike) -> Suite:
     p = Path(path)
-    if not p.exists():
-        raise SuiteError(f"{p}: no such suite file")
-    if p.is_dir():
-        raise SuiteError(f"{p}: is a folder, not a suite file")
-    return parse_suite(p.read_text(encoding="utf-8"), filename=str(p))
+    try:
+        if not p.exists():
+            raise SuiteError(f"{p}: no such suite file")
+        if p.is_dir():
+            raise SuiteError(f"{p}: is a folder, not a suite file")
+        if p.stat().st_size > MAX_SUITE_BYTES:
+            raise SuiteError(f"{p}:1: suite file too large (over {MAX_SUITE_BYTES} bytes)")
+        raw = p.read_bytes()
+    except OSError as e:
+        raise SuiteError(f"{p}: cannot read: {e.strerror or e}") from None
+    return parse_suite(_decode(raw, str(p)), filename=str(p), base_dir=p.parent)
 
 
-def parse_suite(text: str, filename: str = "<suite>") -> Suite:
-    """Validate a suite's YAML text; the first problem raises ``SuiteError`` as ``file:line: message``."""
+def _decode(raw: bytes, filename: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SuiteError(f"{filename}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+
+
+def parse_suite(
+    text: str | bytes, filename: str = "<suite>", base_dir: str | os.PathLike | None = None
+) -> Suite:
+    """Validate a suite's YAML text; the first problem raises ``SuiteError`` as ``file:line: message``.
+
+    Relative ``checkpoint:`` paths resolve against ``base_dir`` (``load_suite``: the suite's folder).
+    """
+    if isinstance(text, bytes):
+        text = _decode(text, filename)
+    if len(text) > MAX_SUITE_BYTES:
+        raise SuiteError(f"{filename}:1: suite file too large (over {MAX_SUITE_BYTES} bytes)")
+    loc = _Located()
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            raise SuiteError("{file}:1: empty suite file")
+        data = loc.build(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SuiteError(f"{filename}:{line}: invalid YAML: {problem}") from None
-    if node is None:
-        raise SuiteError(f"{filename}:1: empty suite file")
-    loc = _Located()
-    try:
-        data = loc.build(node)
+    except RecursionError:
+        raise SuiteError(f"{filename}:1: invalid YAML: nested too deeply") from None
     except SuiteError as e:
         raise SuiteError(str(e).replace("{file}", filename)) from None
-    return _Parser(data, loc, filename).suite(text)
+    return _Parser(data, loc, filename, base_dir).suite(text)
 
 
 class _Parser:
     """Checks one suite's data, key by key; ``fail`` names the file and line of the bad key."""
 
-    def __init__(self, data: Any, loc: _Located, filename: str):
+    def __init__(self, data: Any, loc: _Located, filename: str, base_dir: str | os.PathLike | None = None):
         self.data, self.loc, self.filename = data, loc, filename
+        self.base_dir = base_dir
 
     def fail(self, path: tuple, msg: str):
         raise SuiteError(f"{self.filename}:{self.loc.line(path)}: {msg}")
@@ -387,7 +455,9 @@ class _Parser:
     def name(self) -> str:
         name = self.data.get("name") or Path(self.filename).stem
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            self.fail(("name",), f"name must be letters, digits, '-' or '_', got {name!r}")
+            self.fail(("name",), f"name must be letters, digits, '-' or '_', got {name!r}"[:200])
+        if len(name) > MAX_NAME:
+            self.fail(("name",), f"name is {len(name)} characters long; at most {MAX_NAME} (a folder name)")
         if name == "baselines":
             self.fail(
                 ("name",),
@@ -400,6 +470,8 @@ class _Parser:
             self.fail(path, "resolutions must be a non-empty list of ints or [h, w] pairs")
         out = []
         for i, r in enumerate(value):
+            if not isinstance(r, (int, list)):
+                self.fail(path + (i,), f"bad resolution: an int or [h, w] of ints, got {r!r}")
             try:
                 out.append(to_hw(r))
             except ResolutionError as e:
@@ -429,8 +501,8 @@ class _Parser:
     def model(self, m: Any, path: tuple) -> ModelEntry:
         if isinstance(m, str):
             m = {"name": m}
-        if not isinstance(m, dict) or "name" not in m:
-            self.fail(path, "each model is a name or a mapping with 'name'")
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+            self.fail(path, "each model is a name or a mapping with 'name: <model name>'")
         for k in m:
             if k not in MODEL_KEYS:
                 self.fail(path + (k,), f"unknown model key '{k}' (allowed: {', '.join(sorted(MODEL_KEYS))})")
@@ -438,9 +510,17 @@ class _Parser:
             get_spec(m["name"])
         except UnknownModelError as e:
             self.fail(path + ("name",) if len(m) > 1 else path, str(e))
+        kwargs = m.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            self.fail(
+                path + ("kwargs",), f"kwargs must be a mapping of model arguments, got {kwargs!r}"[:200]
+            )
+        kwargs = dict(kwargs)
+        for k in ("checkpoint", "head", "label"):
+            if m.get(k) is not None and not isinstance(m[k], str):
+                self.fail(path + (k,), f"{k} must be a string, got {m[k]!r}"[:200])
         if m.get("head") is not None and m["head"] not in HEADS:
             self.fail(path + ("head",), f"unknown head {m['head']!r} (choose from {', '.join(HEADS)})")
-        kwargs = dict(m.get("kwargs") or {})
         if "clusters" in m:
             kwargs["clusters"] = m["clusters"]
         res = bss = None
@@ -450,17 +530,27 @@ class _Parser:
             bss = tuple(self.pos_ints(m["batch_sizes"], path + ("batch_sizes",), "batch_sizes"))
         return ModelEntry(
             name=m["name"],
-            checkpoint=m.get("checkpoint"),
+            checkpoint=self.checkpoint_path(m.get("checkpoint")),
             resolutions=res,
             batch_sizes=bss,
             kwargs=kwargs,
             head=m.get("head"),
         )
 
+    def checkpoint_path(self, ckpt: str | None) -> str | None:
+        """A relative checkpoint path read against the suite file's folder."""
+        if not ckpt or self.base_dir is None or os.path.isabs(os.path.expanduser(ckpt)):
+            return ckpt
+        return os.path.normpath(os.path.join(self.base_dir, ckpt))
+
     def dtypes(self) -> list[str]:
         dtypes = self.data.get("dtypes", ["fp32"])
         if isinstance(dtypes, str):
             dtypes = [dtypes]
+        if not isinstance(dtypes, list) or not dtypes:
+            self.fail(
+                ("dtypes",), f"dtypes must be a non-empty list of {', '.join(DTYPES)}, got {dtypes!r}"[:200]
+            )
         for i, d in enumerate(dtypes):
             if d not in DTYPES:
                 self.fail(("dtypes", i), f"dtype must be one of {', '.join(DTYPES)}, got {d!r}")
@@ -505,4 +595,110 @@ class _Parser:
                 self.fail(("eval", k), f"unknown eval task '{k}' (allowed: {', '.join(sorted(EVAL_KEYS))})")
             if not isinstance(v, dict) or "data" not in v:
                 self.fail(("eval", k), f"eval.{k} needs at least 'data: DIR'")
-        return ev
+            if k == "coco" and "ann" not in v:
+                self.fail(("eval", k), "eval.coco needs 'ann: FILE' (the annotations json)")
+            allowed = {**EVAL_OPTIONS["*"], **EVAL_OPTIONS[k]}
+            for opt, val in v.items():
+                if opt not in allowed:
+                    self.fail(
+                        ("eval", k, opt),
+                        f"unknown eval.{k} option '{opt}' (allowed: {', '.join(sorted(allowed))})",
+                    )
+                kind = allowed[opt]
+                if not (val is None and opt in NULLABLE_OPTIONS) and not _OPTION_CHECKS[kind](val):
+                    self.fail(("eval", k, opt), f"eval.{k}.{opt} must be {kind}, got {val!r}"[:300])
+        for mt in self.data.get("metrics") or []:
+            if mt in TASKS and mt not in ev:
+                self.fail(
+                    ("metrics",),
+                    f"metric '{mt}' needs an eval.{mt} block (e.g. eval: {{{mt}: {{data: DIR}}}})",
+                )
+        return {
+            k: {**v, "checkpoints": {m: self.checkpoint_path(c) for m, c in v["checkpoints"].items()}}
+            if v.get("checkpoints")
+            else v
+            for k, v in ev.items()
+        }
+
+
+def _is_int(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _is_hw(v: Any) -> bool:
+    try:
+        to_hw(v if isinstance(v, (int, list)) else None)
+    except ResolutionError:
+        return False
+    return isinstance(v, (int, list))
+
+
+_OPTION_CHECKS = {
+    "a path": lambda v: isinstance(v, str) and v != "",
+    "a string": lambda v: isinstance(v, str),
+    "true or false": lambda v: isinstance(v, bool),
+    "a positive int": lambda v: _is_int(v, 1),
+    "a non-negative int": lambda v: _is_int(v, 0),
+    "an int": lambda v: _is_int(v, -(2**63)),
+    "a fraction in (0, 1]": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+    "an int or [h, w] of ints >= 32": _is_hw,
+    "[w, h] of positive ints": lambda v: (
+        isinstance(v, list) and len(v) == 2 and all(_is_int(x, 1) for x in v)
+    ),
+    "a list of positive ints": lambda v: isinstance(v, list) and all(_is_int(x, 1) for x in v),
+    "a mapping of model -> path": lambda v: (
+        isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+    ),
+    "'whole' or 'slide'": lambda v: v in ("whole", "slide"),
+}
+# Options that may be null (the evaluation's own default is None).
+NULLABLE_OPTIONS = {
+    "checkpoints",
+    "img_size",
+    "limit",
+    "labels",
+    "crop_pct",
+    "interpolation",
+    "save_predictions",
+}
+NULLABLE_OPTIONS |= {"clusters", "per_class", "scale"}
+# The options each eval.<task> block may set (the keyword arguments of pacabench.eval.<task>).
+EVAL_OPTIONS: dict[str, dict[str, str]] = {
+    "*": {
+        "data": "a path",
+        "checkpoints": "a mapping of model -> path",
+        "img_size": "an int or [h, w] of ints >= 32",
+        "workers": "a non-negative int",
+        "limit": "a positive int",
+        "num_classes": "a positive int",
+        "save_predictions": "a path",
+    },
+    "imagenet": {
+        "batch_size": "a positive int",
+        "labels": "a path",
+        "crop_pct": "a fraction in (0, 1]",
+        "interpolation": "a string",
+        "skip_bad": "true or false",
+        "channels_last": "true or false",
+    },
+    "ade20k": {
+        "head": "a string",
+        "mode": "'whole' or 'slide'",
+        "clusters": "a list of positive ints",
+        "per_class": "a path",
+        "scale": "[w, h] of positive ints",
+        "crop_size": "a positive int",
+        "stride": "a positive int",
+        "split": "a string",
+        "skip_bad": "true or false",
+        "channels_last": "true or false",
+    },
+    "coco": {
+        "ann": "a path",
+        "min_size": "a positive int",
+        "max_size": "a positive int",
+        "max_proposals": "a positive int",
+        "max_detections": "a positive int",
+        "seed": "an int",
+    },
+}

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .metrics import format_value
 
-__all__ = ["to_strings", "markdown_table", "latex_table", "html_table", "latex_escape"]
+__all__ = ["to_strings", "md_cell", "markdown_table", "latex_table", "html_table", "latex_escape"]
 
 
 def to_strings(tab: pd.DataFrame, fmt: str = "{:.3f}", *, plain_ints: bool = False) -> pd.DataFrame:
@@ -35,13 +35,20 @@ def _numeric_col(values: list[str]) -> bool:
     return all(re.fullmatch(r"[+\-−]?[\d.,]+( ?%)?|–", v.strip()) for v in values) and bool(values)
 
 
+def md_cell(value: object, *, table: bool = True) -> str:
+    """Text on one markdown line: line breaks made spaces; in a table cell, ``|`` escaped too."""
+    text = " ".join(str(value).splitlines())
+    return text.replace("|", "\\|") if table else text
+
+
 def markdown_table(sdf: pd.DataFrame) -> str:
+    """The one markdown table writer: every header and cell through ``md_cell``."""
     if sdf is None or sdf.empty:
         return "_(no data)_\n"
-    cols = [str(c) for c in sdf.columns]
+    cols = [md_cell(c) for c in sdf.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in sdf.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(md_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
