@@ -26,6 +26,22 @@ from .errors import UsageError
 
 __all__ = ["render_cluster_map", "cluster_assignment"]
 
+# what the output's suffix names → matplotlib's format (no suffix: PNG)
+FORMATS = {"": "png", ".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".pdf": "pdf", ".svg": "svg"}
+MAX_IMG_SIZE = 2048
+
+
+def _out_format(out_path: str | Path) -> str:
+    """The image format ``out_path``'s suffix names, after checking the path can be written."""
+    from .paths import check_output_path
+
+    suffix = Path(out_path).suffix.lower()
+    if suffix not in FORMATS:
+        known = ", ".join(s for s in FORMATS if s)
+        raise UsageError(f"cannot write a cluster map as '{suffix}' ({known})")
+    check_output_path(out_path, "file", "--out")
+    return FORMATS[suffix]
+
 
 def _paca_names() -> list[str]:
     from .models.paca_vit import MODEL_NAMES
@@ -52,11 +68,17 @@ def _build_model(model_name: str, checkpoint: str | Path | None) -> torch.nn.Mod
 
 def _load_image(image_path: str | Path, model: torch.nn.Module, img_size: int) -> tuple[torch.Tensor, Any]:
     """Preprocess with the model's timm data config at ``img_size``: (1×3×S×S tensor, display image)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
     from timm.data import create_transform, resolve_data_config
 
     try:
-        img = Image.open(image_path).convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(image_path).convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UsageError(f"refusing image {image_path}: {_first_line(e)}") from None
     except (UnidentifiedImageError, OSError) as e:
         raise UsageError(f"cannot read image {image_path}: {e}") from None
     cfg = resolve_data_config({"input_size": (3, img_size, img_size)}, model=model)
@@ -65,6 +87,11 @@ def _load_image(image_path: str | Path, model: torch.nn.Module, img_size: int) -
     std = torch.tensor(cfg["std"]).view(3, 1, 1)
     display = (x[0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
     return x, display
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 @torch.no_grad()
@@ -107,8 +134,9 @@ def render_cluster_map(
         _check_model_name(model_name)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise UsageError(f"checkpoint not found: {checkpoint}")
-    if img_size < 32:
-        raise UsageError(f"img_size must be at least 32, got {img_size}")
+    if not 32 <= img_size <= MAX_IMG_SIZE:
+        raise UsageError(f"img_size must be between 32 and {MAX_IMG_SIZE}, got {img_size}")
+    fmt = _out_format(out_path)
     if top_k < 1:
         raise UsageError(f"top_k must be at least 1, got {top_k}")
     if model is None:
@@ -142,6 +170,7 @@ def render_cluster_map(
         num_clusters=M,
         alpha=alpha,
         dpi=dpi,
+        fmt=fmt,
     )
     return {
         "out": str(out_path),
@@ -154,7 +183,7 @@ def render_cluster_map(
     }
 
 
-def _draw(out_path, display, dominant, soft_maps, *, title, num_clusters, alpha, dpi) -> None:
+def _draw(out_path, display, dominant, soft_maps, *, title, num_clusters, alpha, dpi, fmt="png") -> None:
     import numpy as np
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -204,4 +233,7 @@ def _draw(out_path, display, dominant, soft_maps, *, title, num_clusters, alpha,
     out_path = Path(out_path)
     if out_path.parent and not out_path.parent.exists():
         out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, format="png")
+    try:
+        fig.savefig(out_path, format=fmt)
+    except OSError as e:
+        raise UsageError(f"cannot write {out_path}: {e.strerror or e}") from None

@@ -69,12 +69,16 @@ def flops(
     detector: bool = typer.Option(False, "--detector", help="Mask R-CNN on the backbone (COCO setting)."),
 ):
     """Parameters and FLOPs (GMACs, fvcore, batch 1, every attention op counted)."""
-    from ..sizes import parse_hw
-
-    hw = parse_hw(resolution)
+    hw = _flops_size(resolution)
     if head and detector:
         raise UsageError("--head and --detector are exclusive")
-    res = _detector_flops(model, hw) if detector else _model_flops(model, hw, head, not no_attention)
+    if head:
+        from ..models.segmentation import check_head
+
+        head = check_head(head)
+    res = _out_of_memory_is_usage(
+        lambda: _detector_flops(model, hw) if detector else _model_flops(model, hw, head, not no_attention)
+    )
     if as_json:
         sys.stdout.write(json.dumps(res) + "\n")
         return
@@ -90,6 +94,33 @@ def flops(
         t.add_row("left uncounted", ", ".join(f"{k}×{v}" for k, v in res["uncounted_ops"].items()))
         t.add_row("their share (upper bound)", f"{100 * res['uncounted_share']:.2f} %")
     _app.out().print(t)
+
+
+MAX_FLOPS_SIDE = 8192
+
+
+def _flops_size(resolution: str) -> tuple[int, int]:
+    """-r as (h, w): every side from 32 (what every family takes) to MAX_FLOPS_SIDE."""
+    from ..models import to_hw
+    from ..sizes import parse_hw
+
+    hw = to_hw(parse_hw(resolution))
+    if max(hw) > MAX_FLOPS_SIDE:
+        raise UsageError(
+            f"resolution {hw[0]}x{hw[1]} is too large: every side must be at most {MAX_FLOPS_SIDE}"
+        )
+    return hw
+
+
+def _out_of_memory_is_usage(count):
+    """``count()``, with an allocation failure turned into one line."""
+    try:
+        return count()
+    except (MemoryError, RuntimeError) as e:
+        text = (str(e).strip().splitlines() or ["MemoryError"])[0]
+        if not isinstance(e, MemoryError) and "alloc" not in text and "out of memory" not in text:
+            raise
+        raise UsageError(f"out of memory counting FLOPs at this size ({text[:120]})") from None
 
 
 def _detector_flops(model: str, hw: tuple[int, int]) -> dict:

@@ -126,6 +126,9 @@ def coco_command(
     max_size: int = typer.Option(1333, "--max-size", help="Test scale: long-side cap (protocol 1333)."),
     max_proposals: int = typer.Option(1000, "--max-proposals", help="RPN proposals kept (protocol 1000)."),
     max_detections: int = typer.Option(100, "--max-detections", help="Detections per image (protocol 100)."),
+    score_threshold: float = typer.Option(
+        0.05, "--score-threshold", help="Keep detections scoring above this (mmdet score_thr, protocol 0.05)."
+    ),
 ) -> None:
     """COCO bbox and segm AP (pycocotools, percent) of Mask R-CNN on a backbone."""
     options = _options(locals())
@@ -151,19 +154,28 @@ def run_command(fn, *, as_json: bool, title: str, summary_keys: tuple[str, ...],
     rank 0 only (``--json``: exactly one JSON object on stdout), tear the process group down.
     Bad input → one line on stderr (rank 0) and exit code 2 on every rank."""
     from ..eval.distributed import cleanup, init_distributed
+    from ..paths import OutputWriteError
 
     info = init_distributed(kwargs.get("device", "auto"))
+    failed: PacabenchError | None = None
     try:
         result = fn(**kwargs)
+    except OutputWriteError as e:  # the metrics were computed: show them, then the error
+        result, failed = e.result, e
     except PacabenchError as e:
-        if info.is_main:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"pacabench: error: {msg}", file=sys.stderr)
-        cleanup(info)
-        raise typer.Exit(2) from None
+        result, failed = None, e
     cleanup(info)
-    if not info.is_main:
-        return
+    if result is not None and info.is_main:
+        _show(result, as_json=as_json, title=title, summary_keys=summary_keys, drop=drop)
+    if failed is not None:
+        if info.is_main:
+            msg = str(failed).strip().splitlines()[0] if str(failed).strip() else type(failed).__name__
+            print(f"pacabench: error: {msg}", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+def _show(result: dict, *, as_json: bool, title: str, summary_keys: tuple[str, ...], drop=()) -> None:
+    """The result on stdout: one JSON object (``as_json``) or a table, then skipped files on stderr."""
     shown = {k: v for k, v in result.items() if k not in drop}
     if as_json:
         sys.stdout.write(json.dumps(shown, allow_nan=False, default=str) + "\n")

@@ -54,6 +54,7 @@ def report(
         raise UsageError(f"unknown --format '{fmt}' ({', '.join(RENDERERS)})")
     if paper and run_path is None and suite is None:
         suite = "paper_table"
+    _check_outputs(output, plot, "dir" if RENDERERS[fmt].files is not None and not paper else "file")
     path = resolve_run(run_path, results_dir, suite)
     try:
         df = load_run(path)
@@ -80,9 +81,22 @@ def report(
     _emit(renderer.render(rep), output, renderer.stdout_end)
 
 
+def _check_outputs(output: Path | None, plot: Path | None, output_kind: str) -> None:
+    """Refuse an unwritable ``-o`` or ``--plot`` before reading the run (one line, exit 2)."""
+    from ..paths import check_output_path
+
+    if output is not None:
+        check_output_path(output, output_kind, "--output")
+    if plot is not None:
+        check_output_path(plot, "dir", "--plot")
+
+
 def _emit(text: str, output: Path | None, stdout_end: str = "") -> None:
     if output:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot write {output}: {e.strerror or e}") from None
         console().print(f"wrote {output}")
     else:
         sys.stdout.write(text + stdout_end)

@@ -33,10 +33,13 @@ from .common import (
     SampleDataset,
     autocast,
     check_dtype,
+    check_outputs,
+    check_workers,
     raise_if_any_failed,
     reduce_max,
     resolve_device,
     sync,
+    write_or_keep,
 )
 from .distributed import all_reduce_sum, gather_objects, init_distributed, shard_indices
 
@@ -298,7 +301,8 @@ def evaluate_ade20k(
     info = init_distributed(device)
     dev = resolve_device(device, info)
     check_dtype(dtype)
-    _check_args(mode, limit, crop_size, stride)
+    _check_args(mode, limit, crop_size, stride, num_classes=num_classes, scale=scale, workers=workers)
+    check_outputs(save_predictions=(save_predictions, "dir"), per_class=(per_class, "file"))
     if workers is None:
         workers = min(4, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
 
@@ -334,7 +338,7 @@ def evaluate_ade20k(
         device=dev.type, crop_size=crop_size, scale=scale, world_size=info.world_size, dist_backend=info.backend,
     )  # fmt: skip
     if per_class is not None and info.is_main:
-        write_per_class(per_class, result)
+        write_or_keep(lambda: write_per_class(per_class, result), per_class, result)
     return result
 
 
@@ -388,7 +392,14 @@ def _result(counts: dict, net, n_cls: int, *, model, head, checkpoint, mode, dty
     return result
 
 
-def _check_args(mode: str, limit: int | None, crop_size: int, stride: int) -> None:
+def _check_args(
+    mode: str, limit: int | None, crop_size: int, stride: int, *, num_classes, scale, workers
+) -> None:
+    check_workers(workers)
+    if num_classes < 1:
+        raise UsageError(f"num_classes must be at least 1, got {num_classes}")
+    if scale is not None and min(scale) < 1:
+        raise UsageError(f"scale must be positive (LONGxSHORT, e.g. 2048x512), got {scale[0]}x{scale[1]}")
     if mode not in ("whole", "slide"):
         raise UsageError(f"mode must be 'whole' or 'slide', got '{mode}'")
     if limit is not None and limit < 1:

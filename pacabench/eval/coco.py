@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UsageError
+from ..paths import OutputWriteError
 from .distributed import DistInfo, cleanup, gather_objects, init_distributed, shard_indices
 
 __all__ = [
@@ -288,6 +289,7 @@ def evaluate_coco(
     max_size: int = 1333,
     max_proposals: int = 1000,
     max_detections: int = 100,
+    score_threshold: float = 0.05,
     limit: int | None = None,
     device: str = "auto",
     workers: int = 2,
@@ -302,7 +304,8 @@ def evaluate_coco(
     those are scored). ``save_predictions``: write the COCO-format results JSON (rank 0).
     ``min_size``/``max_size``: test scale (mmdet: 800/1333); ``max_proposals`` and
     ``max_detections`` are the RPN's kept proposals and the detections per image (protocol:
-    1000 and 100; smaller only for quick checks). Works single-process and under torchrun.
+    1000 and 100; smaller only for quick checks); ``score_threshold``: detections kept above this
+    score (mmdet's ``score_thr``, protocol 0.05). Works single-process and under torchrun.
 
     Returns ``{bbox_ap, bbox_ap50, bbox_ap75, bbox_aps, bbox_apm, bbox_apl, segm_ap, …,
     segm_apl}`` as percentages, plus ``num_images``, ``num_detections``, ``model``,
@@ -314,8 +317,10 @@ def evaluate_coco(
     was_initialised = dist.is_available() and dist.is_initialized()
     info = init_distributed(device)
     try:
-        if limit is not None and limit <= 0:
-            raise UsageError(f"limit must be positive, got {limit}")
+        _check_args(limit=limit, min_size=min_size, max_size=max_size, max_proposals=max_proposals,
+                    max_detections=max_detections, score_threshold=score_threshold, workers=workers,
+                    save_predictions=save_predictions)  # fmt: skip
+        dev = resolve_device(device, info)
         coco = load_coco_annotations(ann)
         img_dir = require_dir(data, "image folder")
         label_to_cat = label_to_category_map(coco, num_classes)
@@ -324,24 +329,16 @@ def evaluate_coco(
         paths = [img_dir / coco.imgs[i]["file_name"] for i in mine]
         missing = next((p for p in paths if not p.is_file()), None)
         _collective_error(f"image not found: {missing}" if missing is not None else None, info)
-        if save_predictions is not None and info.is_main:
-            out_dir = Path(save_predictions).expanduser().resolve().parent
-            if not out_dir.is_dir():
-                raise UsageError(f"save_predictions: folder does not exist: {out_dir}")
-
-        dev = resolve_device(device, info)
         torch.manual_seed(seed)
-        det = _build(model, num_classes, checkpoint, min_size, max_size, max_proposals, max_detections)
+        det = _build(model, num_classes, checkpoint, min_size, max_size, max_proposals, max_detections,
+                     score_threshold)  # fmt: skip
         det = det.to(dev).eval()
-
-        loader = torch.utils.data.DataLoader(
-            _Images(paths), batch_size=None, num_workers=max(0, int(workers))
-        )
+        loader = torch.utils.data.DataLoader(_Images(paths), batch_size=None, num_workers=int(workers))
         results, error = _detect_all(det, loader, mine, label_to_cat, dev, info, log)
         _collective_error(error, info)
         metrics = _score(coco, results, image_ids, info, save_predictions, log)
         wall = time.perf_counter() - t0
-        return {
+        result = {
             **{k: metrics[k] for k in METRIC_KEYS},
             "num_images": len(image_ids),
             "num_detections": metrics["num_detections"],
@@ -352,12 +349,32 @@ def evaluate_coco(
             "dist_backend": info.backend,
             "wall_s": wall,
         }
+        if metrics.get("write_error"):
+            raise OutputWriteError(metrics["write_error"], result)
+        return result
     finally:
         if not was_initialised:
             cleanup(info)
 
 
-def _build(model, num_classes, checkpoint, min_size, max_size, max_proposals, max_detections):
+def _check_args(*, limit, min_size, max_size, max_proposals, max_detections, score_threshold, workers,
+                save_predictions) -> None:  # fmt: skip
+    """Every option before any work: counts at least 1, a score in [0, 1], a writable output."""
+    from .common import check_outputs, check_workers
+
+    for name, v in (("limit", limit), ("min_size", min_size), ("max_size", max_size),
+                    ("max_proposals", max_proposals), ("max_detections", max_detections)):  # fmt: skip
+        if v is not None and v < 1:
+            raise UsageError(f"{name} must be at least 1, got {v}")
+    if not 0.0 <= score_threshold <= 1.0:
+        raise UsageError(f"score_threshold must be between 0 and 1, got {score_threshold}")
+    check_workers(workers)
+    check_outputs(save_predictions=(save_predictions, "file"))
+
+
+def _build(
+    model, num_classes, checkpoint, min_size, max_size, max_proposals, max_detections, score_threshold=0.05
+):
     from ..models import CheckpointError, UnknownModelError
     from ..models.detection import create_detector
 
@@ -371,6 +388,7 @@ def _build(model, num_classes, checkpoint, min_size, max_size, max_proposals, ma
             rpn_pre_nms_top_n=1000,
             rpn_post_nms_top_n=max_proposals,
             detections_per_img=max_detections,
+            score_thresh=score_threshold,
         )
     except (CheckpointError, UnknownModelError) as e:
         raise UsageError(str(e)) from None
@@ -403,11 +421,14 @@ def _score(coco, results, image_ids, info, save_predictions, log) -> dict[str, A
     if info.is_main:
         all_results = [r for part in gathered for r in part]
         all_results.sort(key=lambda r: (r["image_id"], -r["score"]))
-        if save_predictions is not None:
-            with open(Path(save_predictions).expanduser(), "w", encoding="utf-8") as f:
-                json.dump(all_results, f)
         metrics = coco_metrics(coco, all_results, image_ids, log=log)
         metrics["num_detections"] = len(all_results)
+        if save_predictions is not None:  # after scoring: a failed write keeps the metrics
+            try:
+                with open(Path(save_predictions).expanduser(), "w", encoding="utf-8") as f:
+                    json.dump(all_results, f)
+            except OSError as e:
+                metrics["write_error"] = f"cannot write {save_predictions}: {e.strerror or e}"
     return _broadcast(metrics, info)
 
 

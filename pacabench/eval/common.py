@@ -37,9 +37,51 @@ def resolve_device(device: str, info: DistInfo) -> torch.device:
         if not torch.cuda.is_available():
             raise UsageError("device cuda: no CUDA device is available")
         return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
-    if device.startswith("cuda:") or device == "cpu" or device == "mps":
+    if device == "cpu":
         return torch.device(device)
-    raise UsageError(f"unknown device '{device}' (auto, cpu, cuda)")
+    if device.startswith("cuda:"):
+        return _cuda_index(device)
+    if device == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise UsageError("device mps: no MPS device is available")
+        return torch.device(device)
+    raise UsageError(f"unknown device '{device}' (auto, cpu, cuda, cuda:N)")
+
+
+def _cuda_index(device: str) -> torch.device:
+    """'cuda:N' when GPU N exists, else UsageError naming how many there are."""
+    try:
+        index = int(device.split(":", 1)[1])
+    except ValueError:
+        raise UsageError(f"unknown device '{device}' (auto, cpu, cuda, cuda:N)") from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not 0 <= index < count:
+        raise UsageError(f"device {device}: no such CUDA device ({count} available)")
+    return torch.device("cuda", index)
+
+
+def check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 0:
+        raise UsageError(f"workers must be 0 or more, got {workers}")
+
+
+def check_outputs(**outputs: tuple[str | os.PathLike | None, str]) -> None:
+    """Before any work: every output ``name=(path, 'file' | 'dir')`` that is not None can be written."""
+    from ..paths import check_output_path
+
+    for name, (path, kind) in outputs.items():
+        if path is not None:
+            check_output_path(path, kind, name)
+
+
+def write_or_keep(write, path, result: dict) -> None:
+    """Call ``write()``; when it fails, raise OutputWriteError carrying ``result`` (shown first)."""
+    from ..paths import OutputWriteError
+
+    try:
+        write()
+    except OSError as e:
+        raise OutputWriteError(f"cannot write {path}: {e.strerror or e}", result) from None
 
 
 def check_dtype(dtype: str) -> torch.dtype:
@@ -103,7 +145,7 @@ def pct(num: float, den: float) -> float:
     return 100.0 * num / den if den else math.nan
 
 
-__all__ += ["check_dtype", "pct", "gather_objects"]
+__all__ += ["check_dtype", "check_workers", "check_outputs", "write_or_keep", "pct", "gather_objects"]
 
 
 class SampleDataset(Dataset):

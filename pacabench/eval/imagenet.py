@@ -32,12 +32,15 @@ from .common import (
     SampleDataset,
     autocast,
     check_dtype,
+    check_outputs,
+    check_workers,
     pct,
     raise_if_any_failed,
     reduce_max,
     require_dir,
     resolve_device,
     sync,
+    write_or_keep,
 )
 from .distributed import all_reduce_sum, gather_objects, init_distributed, shard_indices
 
@@ -238,6 +241,8 @@ def evaluate_imagenet(
     dev = resolve_device(device, info)
     check_dtype(dtype)
     _check_counts(batch_size=batch_size, limit=limit)
+    check_workers(workers)
+    check_outputs(save_predictions=(save_predictions, "file"))
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
     samples, layout = find_samples(data, labels)
@@ -251,16 +256,7 @@ def evaluate_imagenet(
     net.to(dev)
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    ds = Subset(ImageNetEval(samples, transform), shard_indices(len(samples), info))
-    loader = DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=dev.type == "cuda",
-        collate_fn=_collate,
-        persistent_workers=False,
-    )
+    loader = _loader(ImageNetEval(samples, transform), info, batch_size, workers, dev)
     t0 = time.perf_counter()
     loop = _Loop(k=min(5, n_cls), skip_bad=skip_bad, keep_predictions=save_predictions is not None)
     loop.run(net, loader, dev, dtype, channels_last)
@@ -268,9 +264,9 @@ def evaluate_imagenet(
     wall = time.perf_counter() - t0
     raise_if_any_failed(loop.error, info)
     settings = {"batch_size": batch_size, "dtype": dtype, "device": dev.type, "channels_last": channels_last}
-    result, skipped_files = _gather(loop, wall, info, samples, save_predictions)
+    result, skipped_files, pred_rows = _gather(loop, wall, info, save_predictions is not None)
     h, w = cfg["input_size"][1:]
-    return {
+    out = {
         "task": "imagenet",
         "model": model,
         "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
@@ -282,22 +278,40 @@ def evaluate_imagenet(
         **{"world_size": info.world_size, "dist_backend": info.backend},
         **({"skipped_files": skipped_files} if skipped_files else {}),
     }
+    if pred_rows is not None:
+        write_or_keep(
+            lambda: _write_predictions(Path(save_predictions), pred_rows, samples), save_predictions, out
+        )
+    return out
 
 
-def _gather(loop: _Loop, wall: float, info, samples: list[Sample], save_predictions) -> tuple[dict, list]:
-    """Sum the ranks' counts (every rank gets the totals); rank 0 writes the predictions and
-    gets the unreadable files of every rank."""
+def _loader(ds, info, batch_size: int, workers: int, dev: torch.device) -> DataLoader:
+    """This rank's strided shard of ``ds`` in batches, in order."""
+    return DataLoader(
+        Subset(ds, shard_indices(len(ds), info)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        collate_fn=_collate,
+        persistent_workers=False,
+    )
+
+
+def _gather(loop: _Loop, wall: float, info, keep_predictions: bool) -> tuple[dict, list, list | None]:
+    """Sum the ranks' counts (every rank gets the totals); rank 0 gets the unreadable files and
+    (``keep_predictions``) the sorted predictions of every rank."""
     counts = all_reduce_sum(
         torch.tensor([loop.correct1, loop.correct5, loop.seen, len(loop.skipped)], dtype=torch.int64), info
     )
     correct1, correct5, seen, n_skipped = (int(v) for v in counts.tolist())
     wall = reduce_max(wall, info)
     skipped_all = gather_objects(loop.skipped, info)
-    if save_predictions is not None:
+    rows = None
+    if keep_predictions:
         gathered = gather_objects(loop.preds, info)
         if info.is_main:
             rows = sorted((r for part in gathered for r in part), key=lambda r: r[0])
-            _write_predictions(Path(save_predictions), rows, samples)
     top1, top5 = pct(correct1, seen), pct(correct5, seen)
     result = {
         "top1": None if math.isnan(top1) else top1,
@@ -307,7 +321,7 @@ def _gather(loop: _Loop, wall: float, info, samples: list[Sample], save_predicti
         "throughput_img_s": seen / wall if wall > 0 else None,
         "wall_s": wall,
     }
-    return result, [m for part in skipped_all for m in part] if info.is_main else []
+    return result, [m for part in skipped_all for m in part] if info.is_main else [], rows
 
 
 def _check_counts(**counts: int | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,9 +168,27 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _SPECS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_SPECS), n=1, cutoff=0.5)
-        hint = f" (did you mean '{close[0]}'?)" if close else " (see `pacabench models`)"
+        close = suggest_model(name)
+        hint = f" (did you mean '{close}'?)" if close else " (see `pacabench models`)"
         raise UnknownModelError(f"unknown model '{name}'{hint}") from None
+
+
+def suggest_model(name: str) -> str | None:
+    """The model a misspelt ``name`` most likely meant, from the same family first: the shortest
+    name it begins; else the closest name of the family sharing the longest prefix with it; else
+    the closest name overall (None if nothing is close)."""
+    names = list(_SPECS)
+    starts = [n for n in names if n.startswith(name)] if len(name) >= 3 else []
+    if starts:
+        return min(starts, key=len)
+    best = max(names, key=lambda n: len(os.path.commonprefix([n, name])))
+    if len(os.path.commonprefix([best, name])) >= 3:
+        family = [n for n in names if _SPECS[n].family == _SPECS[best].family]
+        close = difflib.get_close_matches(name, family, n=1, cutoff=0.3)
+        if close:
+            return close[0]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    return close[0] if close else None
 
 
 def list_models() -> list[ModelSpec]:
@@ -210,8 +229,9 @@ def create_model(
     the others take any size). ``features_only``: the model returns the four stage maps, NCHW,
     strides 4/8/16/32, for every family. ``checkpoint``: a local file (flat state_dict, or
     under ``state_dict``/``model``; ``module.``/``backbone.`` stripped), loaded strictly by key
-    unless ``features_only`` (then the classifier is ignored and shape-mismatched tensors keep
-    their fresh init, with a one-line notice on stderr). ``attn_impl``: ``"sdpa"`` (default: every
+    unless ``features_only`` (then every family ignores the classifier's keys, and tensors the
+    model declares resizable, PaCa's cluster count, keep their fresh init with a one-line notice
+    on stderr; any other shape mismatch is an error). ``attn_impl``: ``"sdpa"`` (default: every
     family's attention through fused ``scaled_dot_product_attention``) or ``"explicit"`` (the
     attention map materialised, as the authors' reference code and timm's unfused path do).
     """
@@ -227,6 +247,8 @@ def create_model(
         build_kwargs["img_size"] = hw
     if fam.source == "pacabench":
         build_kwargs["features_only"] = features_only
+    if features_only and fam.source == "timm":
+        num_classes = 0  # no classifier: its checkpoint keys are ignored, as our families do
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, **build_kwargs)
 
     if checkpoint is not None:
@@ -243,7 +265,7 @@ def create_model(
             checkpoint,
             strict=strict,
             ignore=ignore,
-            allow_shape_mismatch=features_only,
+            allow_shape_mismatch=features_only and getattr(model, "checkpoint_resizable", False),
             filter_fn=filter_fn,
         )
         note = report.notice()
@@ -253,7 +275,10 @@ def create_model(
 
     set_attn_impl(model, attn_impl)
     if features_only and fam.source == "timm":
+        report = getattr(model, "pacabench_load_report", None)
         model = TimmFeatures(model, nhwc=fam.nhwc_features)
+        if report is not None:
+            model.pacabench_load_report = report
     return model.eval()
 
 

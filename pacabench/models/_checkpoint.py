@@ -84,6 +84,11 @@ def read_state_dict(path: str | os.PathLike, *, strip_prefixes: Iterable[str] = 
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+    bad = next((k for k in obj if not isinstance(k, str)), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: state_dict keys must be parameter names, found {type(bad).__name__} key {bad!r}"
+        )
     out = {}
     for k, v in obj.items():
         for p in strip_prefixes:
@@ -99,14 +104,15 @@ def load_checkpoint(
     *,
     strict: bool = True,
     ignore: Callable[[str], bool] | None = None,
-    allow_shape_mismatch: bool = False,
+    allow_shape_mismatch: bool | Callable[[str], bool] = False,
     filter_fn: Callable[[dict, nn.Module], dict] | None = None,
 ) -> LoadReport:
     """Load weights into ``model`` by key.
 
     ``ignore(key)`` marks checkpoint keys to drop silently-but-reported (e.g. ``head.*`` for a
-    features model). With ``allow_shape_mismatch`` shape-mismatched tensors keep the model's
-    fresh init (reported); otherwise they are an error. With ``strict`` any missing or
+    features model). Shape-mismatched tensors that ``allow_shape_mismatch`` allows (True: all;
+    a callable: the keys it accepts) keep the model's fresh init (reported); any other is an
+    error. With ``strict`` any missing or
     unexpected key is an error naming the keys.
     """
     if isinstance(path_or_state, dict):
@@ -133,10 +139,11 @@ def load_checkpoint(
             to_load[k] = v
     report.missing = [k for k in own if k not in to_load and not any(k == m for m, _, _ in report.mismatched)]
 
+    allowed = (
+        allow_shape_mismatch if callable(allow_shape_mismatch) else (lambda k: bool(allow_shape_mismatch))
+    )
     problems = fit_problems(
-        [f"{k} {list(a)} vs model {list(b)}" for k, a, b in report.mismatched]
-        if not allow_shape_mismatch
-        else [],
+        [f"{k} {list(a)} vs model {list(b)}" for k, a, b in report.mismatched if not allowed(k)],
         report.missing if strict else [],
         report.unexpected if strict else [],
     )

@@ -609,6 +609,12 @@ class PaCaViT(nn.Module):
                 return True
         return False
 
+    def checkpoint_resizable(self, key: str) -> bool:
+        """Checkpoint keys whose shape may differ in features mode (kept at fresh init, reported):
+        the cluster count M is an option (ImageNet 100, dense tasks 200), so the clustering's
+        and the teacher's M-sized tensors. Any other shape mismatch is an error."""
+        return ".attn.clustering." in key or ".attn.cluster_norm." in key or ".to_clusters" in key
+
     def get_classifier(self) -> nn.Module | None:
         return self.head
 

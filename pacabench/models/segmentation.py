@@ -31,6 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import PacabenchError
+
+
+class UnknownHeadError(PacabenchError):
+    """A segmentation head name pacabench does not know."""
+
+
 __all__ = [
     "ConvModule",
     "PaCaHead",
@@ -45,6 +52,16 @@ __all__ = [
 ]
 
 HEADS = ("paca", "upernet")
+
+
+def check_head(head: str) -> str:
+    """``head`` as one of HEADS ('pacahead' is 'paca'), else UnknownHeadError."""
+    head = {"pacahead": "paca"}.get(head, head)
+    if head not in HEADS:
+        raise UnknownHeadError(f"unknown segmentation head '{head}' (choose from {', '.join(HEADS)})")
+    return head
+
+
 # the authors' checkpoint/config prefix for each head: pacahead_<backbone>, upernet_<backbone>
 _NAME_PREFIX = {"paca": "pacahead", "upernet": "upernet"}
 
@@ -345,9 +362,7 @@ def parse_segmentor_name(name: str) -> tuple[str, str]:
             stem = stem[: -len(suffix)]
     if "+" in stem:
         backbone, head = stem.rsplit("+", 1)
-        head = {"pacahead": "paca"}.get(head, head)
-        if head not in HEADS:
-            raise ValueError(f"unknown segmentation head '{head}' (choose from {', '.join(HEADS)})")
+        head = check_head(head)
         get_spec(backbone)
         return backbone, head
     for head, prefix in _NAME_PREFIX.items():
@@ -441,10 +456,7 @@ def create_segmentor(
     from . import create_model, feature_channels, get_spec
     from ._checkpoint import CheckpointError
 
-    if head in ("pacahead",):
-        head = "paca"
-    if head not in HEADS:
-        raise ValueError(f"unknown segmentation head '{head}' (choose from {', '.join(HEADS)})")
+    head = check_head(head)
     spec = get_spec(backbone)
     fam = spec.family_spec
     kwargs = dict(backbone_kwargs)
