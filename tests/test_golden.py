@@ -94,7 +94,7 @@ def _changed_rows() -> list[dict]:
 def test_compare_outputs_unchanged(fmt, tmp_path, capsys):
     new = tmp_path / "new.jsonl"
     new.write_text("".join(json.dumps(r) + "\n" for r in _changed_rows()), encoding="utf-8")
-    rc = main(["compare", str(ROWS), str(new), "--all", "--format", fmt])
+    rc = main(["compare", str(ROWS), str(new), "--all", "--format", fmt, "--allow-missing"])
     assert rc == 1
     text = capsys.readouterr().out.replace(str(new), "NEW").replace(str(ROWS), "BASE")
     _check(f"compare.{'md' if fmt == 'markdown' else 'json'}", text)
