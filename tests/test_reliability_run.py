@@ -308,3 +308,15 @@ def test_an_unknown_head_is_refused_at_load(tmp_path, capsys):
         "rel.yaml:4: unknown head 'bogus' (choose from paca, upernet)"
     )
     assert not (tmp_path / "res").exists()
+
+
+def test_baseline_update_to_a_bad_output_is_one_line_and_writes_nothing(tmp_path, capsys):
+    suite = _suite(tmp_path, SUITE.replace("[64, 96]", "[64]"))
+    assert _run(tmp_path, suite, "--run-id", "r") == 0
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path / "afile" / "b.jsonl", tmp_path):  # parent is a file; a folder, not a file
+        capsys.readouterr()
+        args = ["baseline", "update", "rel", "--results-dir", str(tmp_path / "res"), "-o", str(bad), "--yes"]
+        assert main(args) == 2
+        assert "--output" in _one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "afile").read_text() == "x"

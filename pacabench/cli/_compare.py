@@ -125,6 +125,9 @@ def baseline_update(
     devices = {str(r.get("device") or "cpu") for r in keep}
     device = "cpu" if devices == {"cpu"} else sorted(devices - {"cpu"})[0]
     target = output or baseline_path(baselines_dir or (results_dir / "baselines"), name, device)
+    from ..paths import check_output_path
+
+    check_output_path(target, "file", "--output")
     _show_diff(target, keep, run)
     dropped = dropped_rows(rows)
     if dropped:
