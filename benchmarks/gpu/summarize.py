@@ -83,53 +83,55 @@ def latency_section(rows: list[dict], pairs) -> str:
     return "\n\n".join(parts)
 
 
-def latency_table(rows: list[dict], bs: int, dt: str) -> str:
-    res = sorted({int(r["resolution"][0]) for r in rows})
-    models = list(dict.fromkeys(r["model"] for r in rows))
+def _model_table(title: str, rows: list[dict], columns: list[tuple[str, tuple]], column: str, fmt) -> str:
+    """A models × columns markdown table: ``columns`` are (header, key suffix after the model);
+    a cell is ``fmt(row)`` for an ok row that measured ``column``, else the row's status or –."""
     by = {_key(r): r for r in rows}
     lines = [
-        f"**Latency, ms per batch (median), batch {bs}, {dt}**\n",
-        "| model | " + " | ".join(f"{x}²" for x in res) + " |",
-        "|---|" + "---|" * len(res),
+        f"**{title}**\n",
+        "| model | " + " | ".join(h for h, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
-    for m in models:
+    for m in dict.fromkeys(r["model"] for r in rows):
         cells = []
-        for x in res:
-            r = by.get((m, x, bs, dt))
+        for _, key in columns:
+            r = by.get((m, *key))
             if r is None:
                 cells.append("–")
-            elif r.get("status") != "ok" or r.get("latency_ms_median") is None:
+            elif r.get("status") != "ok" or r.get(column) is None:
                 cells.append(r.get("status", "?"))
             else:
-                cells.append(f"{r['latency_ms_median']:.2f}")
+                cells.append(fmt(r))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def latency_table(rows: list[dict], bs: int, dt: str) -> str:
+    res = sorted({int(r["resolution"][0]) for r in rows})
+    return _model_table(
+        f"Latency, ms per batch (median), batch {bs}, {dt}",
+        rows,
+        [(f"{x}²", (x, bs, dt)) for x in res],
+        "latency_ms_median",
+        lambda r: f"{r['latency_ms_median']:.2f}",
+    )
 
 
 def memory_section(rows: list[dict]) -> str:
     top = max(int(r["resolution"][0]) for r in rows)
     at = [r for r in rows if int(r["resolution"][0]) == top]
-    settings = _settings(at)
-    models = list(dict.fromkeys(r["model"] for r in at))
-    by = {_key(r): r for r in at}
-    lines = [
-        f"**Peak memory at {top}², MiB: whole peak / activations (peak − weights and input)**\n",
-        "| model | " + " | ".join(f"b{bs} {dt}" for bs, dt in settings) + " |",
-        "|---|" + "---|" * len(settings),
-    ]
-    for m in models:
-        cells = []
-        for bs, dt in settings:
-            r = by.get((m, top, bs, dt))
-            if r is None:
-                cells.append("–")
-            elif r.get("status") != "ok" or r.get("peak_mem_mb") is None:
-                cells.append(r.get("status", "?"))
-            else:
-                act = r["peak_mem_mb"] - (r.get("resident_mem_mb") or 0.0)
-                cells.append(f"{r['peak_mem_mb']:.0f} / {act:.0f}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def peak_and_activations(r: dict) -> str:
+        act = r["peak_mem_mb"] - (r.get("resident_mem_mb") or 0.0)
+        return f"{r['peak_mem_mb']:.0f} / {act:.0f}"
+
+    return _model_table(
+        f"Peak memory at {top}², MiB: whole peak / activations (peak − weights and input)",
+        at,
+        [(f"b{bs} {dt}", (top, bs, dt)) for bs, dt in _settings(at)],
+        "peak_mem_mb",
+        peak_and_activations,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
