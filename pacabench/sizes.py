@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["parse_hw", "res_label", "tokens"]
+__all__ = ["parse_hw", "as_hw", "res_label", "tokens"]
 
 
 def parse_hw(
@@ -23,6 +23,20 @@ def parse_hw(
         return int(t), int(t)
     except ValueError:
         raise UsageError(f"{what} must be R or HxW (e.g. {example}), got '{text}'") from None
+
+
+def as_hw(resolution: Any) -> tuple[int, int]:
+    """An int R → (R, R); an (h, w) pair → (h, w) as ints. No size rule (``models.to_hw`` has
+    the architectures' minimum); anything else → ValueError."""
+    if isinstance(resolution, bool):
+        raise ValueError(f"resolution must be R or (H, W), got {resolution!r}")
+    if isinstance(resolution, int):
+        return resolution, resolution
+    try:
+        h, w = resolution
+        return int(h), int(w)
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution must be R or (H, W), got {resolution!r}") from None
 
 
 def res_label(r: Any, sep: str = "x") -> str:

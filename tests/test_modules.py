@@ -48,3 +48,22 @@ def test_time_by_module_covers_every_child_once_per_forward():
     assert whole.calls == 1 and sum(t.cpu_ms for t in parts) <= whole.cpu_ms * 1.01
     with pytest.raises(ValueError):
         flops_by_module(model, 64, depth=-1)
+
+
+def test_torch_counter_per_module_is_fvcore_without_its_norm_layers():
+    """Module by module, torch's counter (fake tensors) reads fvcore's count less the
+    normalisation ops fvcore counts inside that module (fvcore's by_module_and_operator)."""
+    from pacabench.measure.flops import flop_count_analysis
+
+    model = create_model("pvt_v2_b0", img_size=64).eval()
+    tc = {r.name: r for r in flops_by_module(model, 64, depth=3, counter="torch")}
+    fca = flop_count_analysis(model, (torch.zeros(1, 3, 64, 64),))
+    with torch.no_grad():
+        per = fca.by_module_and_operator()
+    assert len(tc) > 10 and tc[""].share == 1.0
+    for name, row in tc.items():
+        ops = per.get(name, {})
+        expect = (sum(ops.values()) - ops.get("layer_norm", 0) - ops.get("batch_norm", 0)) / 1e9
+        assert row.gflops == pytest.approx(expect, rel=1e-9, abs=1e-15), name
+    with pytest.raises(ValueError):
+        flops_by_module(model, 64, counter="both")

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..sizes import as_hw
+
 __all__ = [
     "FlopsRecord",
     "count_flops",
@@ -144,13 +146,16 @@ _ELEMENTWISE = [
 class FlopsRecord:
     """FLOPs of one model at one input size (batch 1 unless stated)."""
 
-    gflops: float  # GMACs (1 multiply-add = 1 FLOP)
+    gflops: float | None  # GMACs (1 multiply-add = 1 FLOP), fvcore's; None when only torch's counter ran
     params: int
     resolution: tuple[int, int]
     batch_size: int = 1
     by_operator: dict[str, float] = field(default_factory=dict)  # GMACs per counted op
     uncounted_ops: dict[str, int] = field(default_factory=dict)  # op -> calls left uncounted
-    uncounted_share: float = 0.0  # ≤ this share of (counted + uncounted bound)
+    uncounted_share: float | None = 0.0  # ≤ this share of (counted + uncounted bound)
+    counter: str = "fvcore"  # fvcore | torch | both (``flops_torch.count_flops_as``)
+    gflops_torch: float | None = None  # torch's FlopCounterMode, same convention (torch, both)
+    counter_diff_pct: float | None = None  # (fvcore − torch) ÷ fvcore × 100 (both)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +166,9 @@ class FlopsRecord:
             "by_operator": self.by_operator,
             "uncounted_ops": self.uncounted_ops,
             "uncounted_share": self.uncounted_share,
+            "counter": self.counter,
+            "gflops_torch": self.gflops_torch,
+            "counter_diff_pct": self.counter_diff_pct,
         }
 
 
@@ -221,11 +229,7 @@ def count_flops(
         x = resolution
         hw = (int(x.shape[-2]), int(x.shape[-1]))
     else:
-        hw = (
-            (resolution, resolution)
-            if isinstance(resolution, int)
-            else (int(resolution[0]), int(resolution[1]))
-        )
+        hw = as_hw(resolution)
         p = next(model.parameters(), None)
         dev = device if device is not None else (p.device if p is not None else "cpu")
         x = torch.zeros(batch_size, 3, *hw, device=dev)

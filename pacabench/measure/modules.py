@@ -21,15 +21,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..sizes import as_hw
 from .flops import flop_count_analysis
 
 __all__ = ["ModuleCost", "flops_by_module", "ModuleTime", "time_by_module"]
-
-
-def _hw(resolution: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(resolution, int):
-        return resolution, resolution
-    return int(resolution[0]), int(resolution[1])
 
 
 def _depth(name: str) -> int:
@@ -49,13 +44,42 @@ class ModuleCost:
 
 
 def flops_by_module(
-    model: nn.Module, resolution: int | Sequence[int], *, depth: int = 2, batch_size: int = 1
+    model: nn.Module,
+    resolution: int | Sequence[int],
+    *,
+    depth: int = 2,
+    batch_size: int = 1,
+    counter: str = "fvcore",
 ) -> list[ModuleCost]:
-    """Every module down to ``depth`` (1 = the model's children), in definition order."""
+    """Every module down to ``depth`` (1 = the model's children), in definition order.
+
+    ``counter``: ``fvcore`` (traces a real input) or ``torch`` (FlopCounterMode under fake
+    tensors: seconds at 4096², but without the normalisation layers fvcore counts)."""
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")
+    if counter not in ("fvcore", "torch"):
+        raise ValueError(f"counter must be fvcore or torch, got {counter!r}")
+    if counter == "torch":
+        from .flops_torch import count_flops_torch
+
+        gmacs = count_flops_torch(model, resolution, batch_size=batch_size, modules=True).by_module or {}
+    else:
+        gmacs = _fvcore_by_module(model, resolution, batch_size)
+    total = gmacs.get("", 0.0) or 1.0
+    out = []
+    for name, mod in model.named_modules():
+        if _depth(name) > depth:
+            continue
+        g = float(gmacs.get(name, 0.0))
+        params = sum(q.numel() for q in mod.parameters())
+        out.append(ModuleCost(name, _depth(name), params, g, g / total))
+    return out
+
+
+def _fvcore_by_module(model: nn.Module, resolution: int | Sequence[int], batch_size: int) -> dict[str, float]:
+    """fvcore's per-module counts, in GMACs per image."""
     p = next(model.parameters(), None)
-    x = torch.zeros(batch_size, 3, *_hw(resolution), device=p.device if p is not None else "cpu")
+    x = torch.zeros(batch_size, 3, *as_hw(resolution), device=p.device if p is not None else "cpu")
     was_training = model.training
     model.eval()
     try:
@@ -65,15 +89,7 @@ def flops_by_module(
             counts = fca.by_module()
     finally:
         model.train(was_training)
-    total = float(counts.get("", 0)) or 1.0
-    out = []
-    for name, mod in model.named_modules():
-        if _depth(name) > depth:
-            continue
-        n = float(counts.get(name, 0))
-        params = sum(q.numel() for q in mod.parameters())
-        out.append(ModuleCost(name, _depth(name), params, n / batch_size / 1e9, n / total))
-    return out
+    return {name: float(n) / batch_size / 1e9 for name, n in counts.items()}
 
 
 @dataclass(frozen=True)
