@@ -90,6 +90,7 @@ def _round_samples(rec: Any) -> list[float]:
 
 
 _GFLOPS_TITLE = "GFLOPs (1 MAC = 1 FLOP, fvcore, batch 1, attention counted)"
+_GFLOPS_TORCH_TITLE = "GFLOPs, torch counter (1 MAC = 1 FLOP, FlopCounterMode, batch 1)"
 _LAT = {"measure": "latency", "fmt": "{:.2f}", "unit": "ms"}
 
 
@@ -108,6 +109,11 @@ _TABLE: list[Metric] = [
            tolerance=1e-3),
     Metric("uncounted_ops", "flops", "info", type=dict, source="uncounted_ops"),
     Metric("uncounted_share", "flops", "info", source="uncounted_share"),
+    # the second counter (suite ``counter: torch | both``; pacabench.measure.flops_torch)
+    Metric("gflops_torch", "flops", "exact", _GFLOPS_TORCH_TITLE, "G", "{:.3f}", source="gflops_torch",
+           table=True, relative=True, csv=True, compare=True, compare_fmt="{:.4f}", tolerance=1e-3),
+    Metric("flops_counter", "flops", "info", type=str, source="counter"),
+    Metric("flops_counter_diff_pct", "flops", "info", source="counter_diff_pct", csv=True),
     # --- cost: latency (statistics of latency_ms_samples, the raw per-iteration times)
     Metric("latency_ms_median", kind="noisy", title="Latency, median (ms per batch)", source="median_ms",
            spread="latency_ms_iqr", samples="latency_ms_samples", table=True, relative=True,
@@ -123,6 +129,19 @@ _TABLE: list[Metric] = [
            source="throughput_img_s", table=True, csv=True),
     Metric("timer", "latency", "info", type=str, source="timer"),
     Metric("loadavg_1m", "latency", "info", source="loadavg_1m"),  # the machine's load while timing
+    # hardware efficiency (filled by the runner: GMACs × batch ÷ median latency, ÷ the run's GEMM rate)
+    Metric("achieved_gflops_s", "latency", "noisy", "Achieved GFLOP/s (1 MAC = 1 FLOP)", "GFLOP/s",
+           "{:.1f}", table=True, csv=True),
+    Metric("efficiency", "latency", "noisy", "Efficiency (% of the run's GEMM rate)", "%", "{:.1f}",
+           scale=100.0, table=True, csv=True),
+    Metric("gemm_gflops_s", "latency", "info", unit="GFLOP/s"),  # the run's GEMM rate, device and dtype
+    # which kernels ran (filled by the runner; pacabench.measure.kernels)
+    Metric("sdpa_backend", "latency", "info", type=str),  # e.g. "flash×12" (per attention call)
+    Metric("matmul_precision", "latency", "info", type=str),  # torch.get_float32_matmul_precision()
+    Metric("tf32", "latency", "info", type=bool),  # torch.backends.cuda.matmul.allow_tf32
+    Metric("cudnn_benchmark", "latency", "info", type=bool),
+    Metric("deterministic", "latency", "info", type=bool),
+    Metric("compile_mode", "latency", "info", type=str),  # eager | default (torch.compile)
     # --- cost: memory
     Metric("peak_mem_mb", "memory", "noisy", "Peak memory (MiB)", "MiB", "{:.1f}", source="peak_mb",
            table=True, relative=True, fit="memory_exp", plot="memory_vs_resolution", csv=True,

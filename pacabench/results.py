@@ -143,7 +143,9 @@ def _git_commit() -> str | None:
         return None
 
 
-def environment_record() -> dict[str, Any]:
+def environment_record(collect_env: bool = False) -> dict[str, Any]:
+    """The machine and library versions a run was measured with; ``collect_env``: with
+    ``torch.utils.collect_env``'s report (seconds: once per run)."""
     import torch
 
     try:
@@ -178,7 +180,14 @@ def environment_record() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({"collect_env": _collect_env()} if collect_env else {}),
     }
+
+
+def _collect_env() -> str | None:
+    from .measure.kernels import collect_env_text
+
+    return collect_env_text()
 
 
 class RunDir:

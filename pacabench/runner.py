@@ -29,7 +29,9 @@ from typing import Any
 import torch
 
 from .eval.common import autocast
-from .measure.flops import count_flops, count_params
+from .measure.flops import count_params
+from .measure.flops_torch import count_flops_as
+from .measure.kernels import gemm_peak, kernel_record, row_efficiency
 from .measure.latency import measure_latency
 from .measure.memory import measure_peak_memory, resident_bytes
 from .metrics import TASKS, metrics_of
@@ -73,6 +75,7 @@ class RunState:
 
     flops: dict[tuple, tuple[float, dict, float]] = field(default_factory=dict)
     warm: bool = False
+    gemm: dict[tuple[str, str], float] = field(default_factory=dict)  # (device, dtype) → GEMM GMAC/s
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -136,9 +139,9 @@ def _fill(row: Row, measure: str, record: Any) -> None:
 
 
 def _measure_flops(case: Case, model: torch.nn.Module, row: Row, state: RunState) -> None:
-    key = (case.model, case.head, case.resolution, json.dumps(case.kwargs, sort_keys=True))
+    key = (case.model, case.head, case.resolution, json.dumps(case.kwargs, sort_keys=True), case.counter)
     if key not in state.flops:
-        state.flops[key] = count_flops(model, case.resolution)
+        state.flops[key] = count_flops_as(model, case.resolution, case.counter)
     _fill(row, "flops", state.flops[key])
 
 
@@ -178,10 +181,7 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
         x = x.contiguous(memory_format=torch.channels_last)
     fwd_model = torch.compile(model) if case.compile else model
 
-    def forward():
-        with torch.inference_mode(), autocast(case.dtype, dev):
-            return fwd_model(x)
-
+    forward = functools.partial(_forward, fwd_model, x, case.dtype, dev)
     warmup = case.latency.warmup
     if not state.warm:
         # the first forward of a process pays one-off costs (library initialisation, kernel
@@ -196,6 +196,10 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
         _fill(row, "memory", measure_peak_memory(forward, device=dev, resident=resident_bytes(model, x)))
         warmup = max(0, warmup - 1)
     if "latency" in case.metrics:
+        # the SDPA backends are read on one forward of the eager model (not compiled: a
+        # TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up
+        kernels = kernel_record(functools.partial(_forward, model, x, case.dtype, dev), dev, case.compile)
+        warmup = max(0, warmup - 1) if not case.compile else warmup
         lat = case.latency
         rec = measure_latency(
             forward,
@@ -207,6 +211,28 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
             device=dev,
         )
         _fill(row, "latency", rec)
+        for k, v in kernels.items():
+            setattr(row, k, v)
+        _efficiency(case, model, row, state)
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: str, dev: torch.device):
+    """One forward of ``model`` (eager or compiled) as timed: inference mode, the case's autocast."""
+    with torch.inference_mode(), autocast(dtype, dev):
+        return model(x)
+
+
+def _efficiency(case: Case, model: torch.nn.Module, row: Row, state: RunState) -> None:
+    """achieved_gflops_s and efficiency of a timed row: GMACs from the row (or torch's counter)
+    ÷ its median latency, against the GEMM rate measured once per run per (device, dtype)."""
+    gmacs = row.gflops if row.gflops is not None else row.gflops_torch
+    if gmacs is None:
+        gmacs = count_flops_as(model, case.resolution, "torch").gflops_torch
+    peak_key = (case.device, case.dtype)
+    if peak_key not in state.gemm:
+        state.gemm[peak_key] = gemm_peak(case.device, case.dtype)
+    for k, v in row_efficiency(gmacs, case.batch_size, row.latency_ms_median, state.gemm[peak_key]).items():
+        setattr(row, k, v)
 
 
 def _run_eval(case: Case, row: Row) -> None:

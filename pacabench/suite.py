@@ -15,6 +15,7 @@ A suite file::
     compile: false                      # torch.compile before timing
     threads: null                       # torch.set_num_threads on CPU
     metrics: [params, flops, latency, memory]
+    counter: fvcore                     # FLOP counter: fvcore | torch | both (gflops_torch beside gflops)
     latency: {warmup: 2, iters: 10, min_iters: 3, time_budget_s: 5,
               cuda: {warmup: 10, iters: 50}}   # per-device overrides
     eval: {imagenet: {data: /data/imagenet/val}}  # accuracy metrics (optional)
@@ -45,6 +46,7 @@ __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load
 METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.metrics)
 DTYPES = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+COUNTERS = ("fvcore", "torch", "both")  # the FLOP counters (pacabench.measure.flops_torch.count_flops_as)
 TOP_KEYS = {
     "name",
     "description",
@@ -60,6 +62,7 @@ TOP_KEYS = {
     "latency",
     "eval",
     "isolate",
+    "counter",
 }
 MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
@@ -110,6 +113,7 @@ class Case:
     task: str = "cost"  # cost | imagenet | ade20k | coco
     eval_config: dict = field(default_factory=dict, hash=False, compare=False)
     head: str | None = None
+    counter: str = "fvcore"  # FLOP counter: fvcore | torch | both
 
     @property
     def key(self) -> CaseKey:
@@ -140,6 +144,7 @@ class Case:
             "task": self.task,
             "eval_config": self.eval_config,
             "head": self.head,
+            "counter": self.counter,
         }
 
     @classmethod
@@ -169,6 +174,7 @@ class Suite:
     eval: dict[str, dict]
     isolate: bool = False
     source_text: str = ""
+    counter: str = "fvcore"  # FLOP counter of the flops metric
 
     def latency_for(self, device: str) -> LatencySettings:
         base = {k: v for k, v in self.latency.items() if k in LATENCY_KEYS}
@@ -189,6 +195,8 @@ class Suite:
         d = asdict(self)
         for k in ("path", "source_text", "description"):
             d.pop(k)
+        if d.get("counter") == "fvcore":  # the default: digests of suites written before it stay
+            d.pop("counter")
         text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -240,6 +248,7 @@ class Suite:
                                     checkpoint=m.checkpoint,
                                     kwargs=dict(m.kwargs),
                                     head=m.head,
+                                    counter=self.counter,
                                 )
                             )
             for task, cfg in self.eval.items():
@@ -433,6 +442,9 @@ class _Parser:
             fail(("latency",), "latency must be a mapping")
         self.check_latency(latency, ("latency",), True)
         ev = self.eval()
+        counter = data.get("counter", "fvcore")
+        if counter not in COUNTERS:
+            fail(("counter",), f"counter must be one of {', '.join(COUNTERS)}, got {counter!r}"[:200])
         return Suite(
             name=name,
             path=self.filename,
@@ -450,6 +462,7 @@ class _Parser:
             eval=ev,
             isolate=self.boolean("isolate"),
             source_text=text,
+            counter=counter,
         )
 
     def name(self) -> str:

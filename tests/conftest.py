@@ -1,6 +1,7 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("PACABENCH_COLLECT_ENV", "0")  # torch.utils.collect_env takes seconds per run
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

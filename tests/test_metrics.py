@@ -39,15 +39,18 @@ def test_every_metric_is_wired(m):
 
 def test_tables_derived_from_it():
     assert SUITE_METRICS == ("params", "flops", "latency", "memory", "imagenet", "ade20k", "coco")
-    assert compare.EXACT_METRICS == ("params", "gflops")
+    assert compare.EXACT_METRICS == ("params", "gflops", "gflops_torch")
     assert compare.NOISY_METRICS == {"latency_ms_median": "latency_ms_iqr", "peak_mem_mb": None}
     assert compare.ACCURACY_METRICS[:3] == ("top1", "top5", "miou")
     assert compare.METRIC_GROUPS["latency"] == ("latency_ms_median",)
     assert list(report.METRICS) == [
         "params",
         "gflops",
+        "gflops_torch",
         "latency_ms_median",
         "throughput_img_s",
+        "achieved_gflops_s",
+        "efficiency",
         "peak_mem_mb",
     ]
     assert set(plots.ACCURACY_AXES) == set(metrics.TASKS)

@@ -9,12 +9,14 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
-from . import _app
+from . import _app, _profile
+from ._profile import build_model, flops_size, out_of_memory_is_usage
 
 
 def register(app: typer.Typer) -> None:
     app.command("models")(models_cmd)
     app.command("flops")(flops)
+    app.command("profile")(_profile.profile)
     app.command("clusters", help="Render PaCa-ViT cluster assignments over an image.")(clusters)
 
 
@@ -67,17 +69,33 @@ def flops(
     ),
     head: str | None = typer.Option(None, "--head", help="Segmentor: backbone + paca | upernet head."),
     detector: bool = typer.Option(False, "--detector", help="Mask R-CNN on the backbone (COCO setting)."),
+    counter: str = typer.Option(
+        "fvcore",
+        "--counter",
+        help="fvcore | torch (FlopCounterMode on fake tensors: 4096² in seconds) | both.",
+    ),
+    by_module: bool = typer.Option(
+        False, "--by-module", help="Params and FLOPs per module (stages, blocks, attention, MLP)."
+    ),
+    depth: int = typer.Option(
+        2, "--depth", help="With --by-module: modules down to this depth (1 = children)."
+    ),
 ):
-    """Parameters and FLOPs (GMACs, fvcore, batch 1, every attention op counted)."""
-    hw = _flops_size(resolution)
-    if head and detector:
-        raise UsageError("--head and --detector are exclusive")
+    """Parameters and FLOPs (GMACs, batch 1, every attention op counted; fvcore unless --counter)."""
+    hw = flops_size(resolution)
+    _check_flops_options(counter, head, detector, no_attention, by_module, depth)
     if head:
         from ..models.segmentation import check_head
 
         head = check_head(head)
-    res = _out_of_memory_is_usage(
-        lambda: _detector_flops(model, hw) if detector else _model_flops(model, hw, head, not no_attention)
+    if by_module:
+        return _profile.flops_by_module_cmd(model, hw, head, counter, depth, as_json)
+    res = out_of_memory_is_usage(
+        lambda: (
+            _detector_flops(model, hw)
+            if detector
+            else _model_flops(model, hw, head, not no_attention, counter)
+        )
     )
     if as_json:
         sys.stdout.write(json.dumps(res) + "\n")
@@ -86,41 +104,47 @@ def flops(
 
     t = Table(title=f"{model}{' + ' + head if head else ''} at {hw[0]}x{hw[1]}", show_header=False)
     t.add_row("params", f"{res['params'] / 1e6:.3f} M")
-    t.add_row("GFLOPs (1 MAC = 1 FLOP)", f"{res['gflops']:.3f}")
+    if res.get("gflops") is not None:
+        t.add_row("GFLOPs (1 MAC = 1 FLOP)", f"{res['gflops']:.3f}")
     if "by_operator" in res:
         for op, v in list(res["by_operator"].items())[:8]:
             t.add_row(f"  {op}", f"{v:.3f}")
     if res.get("uncounted_ops"):
         t.add_row("left uncounted", ", ".join(f"{k}×{v}" for k, v in res["uncounted_ops"].items()))
         t.add_row("their share (upper bound)", f"{100 * res['uncounted_share']:.2f} %")
+    _counter_rows(t, res)
     _app.out().print(t)
 
 
-MAX_FLOPS_SIDE = 8192
+def _check_flops_options(counter: str, head, detector: bool, no_attention: bool, by_module: bool, depth: int):
+    from ..measure.flops_torch import COUNTERS
+
+    if counter not in COUNTERS:
+        raise UsageError(f"--counter must be one of {', '.join(COUNTERS)}, got '{counter}'")
+    if head and detector:
+        raise UsageError("--head and --detector are exclusive")
+    if counter != "fvcore" and (detector or no_attention):
+        raise UsageError(f"--{'detector' if detector else 'no-attention'} needs --counter fvcore")
+    if by_module and (detector or no_attention or counter == "both"):
+        raise UsageError("--by-module counts a backbone (or --head) with --counter fvcore or torch")
+    if depth < 0:
+        raise UsageError(f"--depth must be >= 0, got {depth}")
 
 
-def _flops_size(resolution: str) -> tuple[int, int]:
-    """-r as (h, w): every side from 32 (what every family takes) to MAX_FLOPS_SIDE."""
-    from ..models import to_hw
-    from ..sizes import parse_hw
-
-    hw = to_hw(parse_hw(resolution))
-    if max(hw) > MAX_FLOPS_SIDE:
-        raise UsageError(
-            f"resolution {hw[0]}x{hw[1]} is too large: every side must be at most {MAX_FLOPS_SIDE}"
-        )
-    return hw
-
-
-def _out_of_memory_is_usage(count):
-    """``count()``, with an allocation failure turned into one line."""
-    try:
-        return count()
-    except (MemoryError, RuntimeError) as e:
-        text = (str(e).strip().splitlines() or ["MemoryError"])[0]
-        if not isinstance(e, MemoryError) and "alloc" not in text and "out of memory" not in text:
-            raise
-        raise UsageError(f"out of memory counting FLOPs at this size ({text[:120]})") from None
+def _counter_rows(t, res: dict) -> None:
+    """The torch counter's total and, with both counters, their gap (and a flag past FLAG_PCT)."""
+    if res.get("gflops_torch") is None:
+        return
+    t.add_row("GFLOPs, torch counter", f"{res['gflops_torch']:.3f}")
+    gap = res.get("counter_gap")
+    if gap:
+        t.add_row("fvcore − torch", f"{gap['diff_pct']:+.2f} %")
+        t.add_row("  of which norm/pool/upsample", f"{gap['explained_pct']:+.2f} % (fvcore counts them)")
+        if gap["flagged"]:
+            _app.console().print(
+                f"[yellow]note[/]: the counters differ by {gap['diff_pct']:+.2f} % (more than "
+                f"{res['flag_pct']:g} %); {gap['unexplained_pct']:+.2f} % is not normalisation layers"
+            )
 
 
 def _detector_flops(model: str, hw: tuple[int, int]) -> dict:
@@ -129,21 +153,18 @@ def _detector_flops(model: str, hw: tuple[int, int]) -> dict:
     return {"model": model, "what": "mask_rcnn", "resolution": list(hw), **detector_flops(model, hw)}
 
 
-def _model_flops(model: str, hw: tuple[int, int], head: str | None, attention: bool) -> dict:
+def _model_flops(model: str, hw: tuple[int, int], head: str | None, attention: bool, counter: str) -> dict:
     from ..measure.flops import count_flops
-    from ..models import create_model
+    from ..measure.flops_torch import FLAG_PCT, count_flops_as, counter_gap
 
-    if head:
-        from ..models.segmentation import create_segmentor
-
-        m = create_segmentor(model, head, img_size=hw)
-    else:
-        m = create_model(model, img_size=hw)
-    rec = count_flops(m, hw, attention=attention)
+    m = build_model(model, hw, head)
+    rec = count_flops(m, hw, attention=attention) if counter == "fvcore" else count_flops_as(m, hw, counter)
+    extra = {"counter_gap": counter_gap(rec), "flag_pct": FLAG_PCT} if counter == "both" else {}
     return {
         "model": model,
         **({"head": head} if head else {}),
         **rec.to_dict(),
+        **extra,
         "units": "GMACs (1 multiply-add = 1 FLOP), batch 1, eval",
         "attention_counted": attention,
     }

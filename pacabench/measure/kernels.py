@@ -22,7 +22,17 @@ from torch.overrides import TorchFunctionMode
 
 from .latency import measure_latency
 
-__all__ = ["sdpa_backends", "numerics", "GemmRecord", "gemm_rate", "achieved_gmacs_per_s"]
+__all__ = [
+    "sdpa_backends",
+    "numerics",
+    "GemmRecord",
+    "gemm_rate",
+    "achieved_gmacs_per_s",
+    "kernel_record",
+    "gemm_peak",
+    "row_efficiency",
+    "collect_env_text",
+]
 
 _BACKENDS = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable", -1: "error"}
 
@@ -85,8 +95,17 @@ class GemmRecord:
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def gemm_rate(device: str = "cpu", dtype: str = "fp32", n: int | None = None, iters: int = 10) -> GemmRecord:
-    """Median rate of an n×n×n matmul on ``device`` in ``dtype`` (default n: 2048 CPU, 8192 CUDA)."""
+def gemm_rate(
+    device: str = "cpu",
+    dtype: str = "fp32",
+    n: int | None = None,
+    iters: int = 10,
+    *,
+    warmup: int = 2,
+    time_budget_s: float | None = None,
+) -> GemmRecord:
+    """Median rate of an n×n×n matmul on ``device`` in ``dtype`` (default n: 2048 CPU, 8192 CUDA);
+    ``time_budget_s`` stops timing early (at least 3 repeats)."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
     dev = torch.device(device)
@@ -94,7 +113,9 @@ def gemm_rate(device: str = "cpu", dtype: str = "fp32", n: int | None = None, it
     gen = torch.Generator(device=dev).manual_seed(0)
     a = torch.randn(n, n, device=dev, dtype=_DTYPES[dtype], generator=gen)
     b = torch.randn(n, n, device=dev, dtype=_DTYPES[dtype], generator=gen)
-    rec = measure_latency(lambda: a @ b, warmup=2, iters=iters, min_iters=3, device=dev)
+    rec = measure_latency(
+        lambda: a @ b, warmup=warmup, iters=iters, min_iters=3, time_budget_s=time_budget_s, device=dev
+    )
     return GemmRecord(
         gmacs_per_s=n**3 / (rec.median_ms / 1000.0) / 1e9,
         n=n,
@@ -109,3 +130,59 @@ def achieved_gmacs_per_s(gflops_per_image: float, batch_size: int, latency_ms: f
     if latency_ms <= 0:
         raise ValueError("latency must be positive")
     return gflops_per_image * batch_size / (latency_ms / 1000.0)
+
+
+def _backend_label(choices: dict[str, int], device: torch.device) -> str:
+    """{"flash": 12} → "flash×12" ("flash_cpu" on the CPU, its own kernel); no call → "none"."""
+    if not choices:
+        return "none"
+    names = {"flash": "flash_cpu"} if device.type == "cpu" else {}
+    return ", ".join(f"{names.get(k, k)}×{n}" for k, n in choices.items())
+
+
+def kernel_record(
+    forward: Callable[[], object], device: str | torch.device, compiled: bool
+) -> dict[str, object]:
+    """The kernel columns of a timed row: runs ``forward()`` once (the eager model) to read the
+    SDPA backend of every attention call, and records the settings that pick kernels."""
+    num = numerics()
+    return {
+        "sdpa_backend": _backend_label(sdpa_backends(forward), torch.device(device)),
+        "matmul_precision": num["float32_matmul_precision"],
+        "tf32": num["cuda_matmul_allow_tf32"],
+        "cudnn_benchmark": num["cudnn_benchmark"],
+        "deterministic": num["deterministic"],
+        "compile_mode": "default" if compiled else "eager",
+    }
+
+
+def gemm_peak(device: str, dtype: str) -> float:
+    """The machine's GEMM rate (GMAC/s) on ``device`` in ``dtype``: the runner's efficiency ceiling
+    (about a second on the CPU: one warm-up, 3–10 repeats within a one-second budget)."""
+    return gemm_rate(device, dtype, warmup=1, time_budget_s=1.0).gmacs_per_s
+
+
+def row_efficiency(
+    gmacs: float, batch_size: int, latency_ms: float | None, peak: float
+) -> dict[str, float | None]:
+    """achieved_gflops_s (GMAC/s: 1 MAC = 1 FLOP), efficiency = achieved ÷ ``peak``, and the peak."""
+    if latency_ms is None or latency_ms <= 0 or not gmacs:
+        return {"achieved_gflops_s": None, "efficiency": None, "gemm_gflops_s": peak}
+    achieved = achieved_gmacs_per_s(gmacs, batch_size, latency_ms)
+    return {"achieved_gflops_s": achieved, "efficiency": achieved / peak, "gemm_gflops_s": peak}
+
+
+def collect_env_text() -> str | None:
+    """``torch.utils.collect_env``'s report (pip packages, CUDA, cuDNN, CPU): once per run, it takes
+    seconds (3–4 s here, most of it ``pip list``). None if it fails (it shells out to nvidia-smi,
+    pip and lscpu) or ``PACABENCH_COLLECT_ENV=0`` (the tests set it: they make many runs)."""
+    import os
+
+    if os.environ.get("PACABENCH_COLLECT_ENV", "1") == "0":
+        return None
+    try:
+        from torch.utils import collect_env
+
+        return collect_env.get_pretty_env_info()
+    except Exception:  # noqa: BLE001 - the environment record must never stop a run
+        return None
