@@ -36,6 +36,7 @@ import yaml
 
 from .casekey import CaseKey, checkpoint_digest
 from .errors import PacabenchError
+from .executors.config import ExecutorConfig, parse_executor_block
 from .metrics import COST_MEASURES, MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
 from .models.segmentation import HEADS
@@ -60,6 +61,7 @@ TOP_KEYS = {
     "latency",
     "eval",
     "isolate",
+    "executor",
 }
 MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
@@ -169,6 +171,7 @@ class Suite:
     eval: dict[str, dict]
     isolate: bool = False
     source_text: str = ""
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # how, not what: not in digest()
 
     def latency_for(self, device: str) -> LatencySettings:
         base = {k: v for k, v in self.latency.items() if k in LATENCY_KEYS}
@@ -187,7 +190,7 @@ class Suite:
         """SHA-256 of the normalised suite (what it measures, not how the file is written): a run
         folder stores it, and resume refuses a suite whose digest differs."""
         d = asdict(self)
-        for k in ("path", "source_text", "description"):
+        for k in ("path", "source_text", "description", "executor"):
             d.pop(k)
         text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -450,6 +453,7 @@ class _Parser:
             eval=ev,
             isolate=self.boolean("isolate"),
             source_text=text,
+            executor=parse_executor_block(data.get("executor"), fail),
         )
 
     def name(self) -> str:

@@ -1,0 +1,61 @@
+"""The function each job runs (pickled by submitit, imported from the snapshot on the node)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+__all__ = ["run_job", "provenance"]
+
+
+def _gpu() -> tuple[str | None, str | None]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, None
+    props = torch.cuda.get_device_properties(0)
+    uuid = getattr(props, "uuid", None)
+    return props.name, (f"GPU-{uuid}" if uuid is not None else None)
+
+
+def provenance(executor: str) -> dict[str, Any]:
+    """Where this process runs: executor, SLURM job id and array index, host, GPU, code commit."""
+    from .snapshot import snapshot_commit
+
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    job_id = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
+    gpu_name, gpu_uuid = _gpu()
+    return {
+        "executor": executor,
+        "slurm_job_id": job_id,
+        "slurm_array_index": int(task) if task and task.isdigit() else None,
+        "hostname": socket.gethostname(),
+        "gpu_name": gpu_name,
+        "gpu_uuid": gpu_uuid,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "code_commit": snapshot_commit(),
+    }
+
+
+def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str) -> str:
+    """Run one case (``runner.run_case``) and write its row to ``rows/<key>.json``; returns the
+    row's status. A failing model is a row, not an exception (``run_case`` never raises)."""
+    from .. import models  # noqa: F401 - registers our models with timm
+    from ..results import RunDir
+    from ..runner import run_case, with_artifacts
+    from ..suite import Case
+    from .rowfiles import row_file, write_row_file
+
+    delay = float(os.environ.get("PACABENCH_JOB_DELAY_S", "0") or 0)  # tests: a planted slow job
+    case = Case.from_dict(case_data)
+    start = time.time()
+    if delay:
+        time.sleep(delay)
+    row = run_case(with_artifacts(case, RunDir(run_path)))
+    row.run_id = run_id
+    d = row.to_dict() | provenance(executor) | {"job_start": start, "job_end": time.time()}
+    write_row_file(row_file(run_path, case.key), d)
+    return row.status
