@@ -32,8 +32,8 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the markdown report at the end."),
     executor: str | None = typer.Option(None, "--executor", help="inprocess (default), local or slurm."),
-    partition: str | None = typer.Option(None, "--partition", help="SLURM partition (overrides the suite's)."),
-    parallel: int | None = typer.Option(None, "--parallel", help="Jobs at once (executor.array_parallelism)."),
+    partition: str | None = typer.Option(None, "--partition", help="SLURM partition."),
+    parallel: int | None = typer.Option(None, "--parallel", help="Jobs at once (array_parallelism)."),
     timeout_min: float | None = typer.Option(None, "--timeout-min", help="Per-job time limit, minutes."),
     detach: bool = typer.Option(False, "--detach", help="SLURM: submit and return; see status / collect."),
 ):
