@@ -113,6 +113,14 @@ def test_bad_executor_options_are_one_line(tmp_path, capsys, extra, fragment):
     assert not (tmp_path / "r").exists()  # refused before a run folder is made
 
 
+def test_slurm_without_sbatch_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch there
+    suite = _suite(tmp_path, ONE_CASE + "executor: {kind: slurm, partition: gpu}\n")
+    assert main(["run", str(suite), "--results-dir", str(tmp_path / "r")]) == 2
+    assert "no sbatch on PATH" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_status_and_collect_refuse_a_folder_without_jobs(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
     assert "no jobs.json" in capsys.readouterr().err
@@ -233,3 +241,45 @@ def test_local_job_killed_with_sigkill_becomes_a_row(tmp_path):
             proc.kill()
     (row,) = _rows(run)
     assert row["status"] == "error" and "ended without writing its row" in row["error"]
+
+
+# --- job states without accounting (the scheduler's answers planted) ----------------------------
+
+
+def _sub(tmp_path, job_id, log=None):
+    from pacabench.executors.jobstate import Submission
+
+    cases, _ = load_suite(_suite(tmp_path, ONE_CASE)).expand()
+    stderr = tmp_path / f"{job_id}.err"
+    if log is not None:
+        stderr.write_text(log)
+    return Submission(cases[0].key.file_stem(), cases[0].to_dict(), job_id, "slurm", str(stderr), 0.0)
+
+
+@pytest.mark.parametrize(
+    "queue,log,state,status,fragment",
+    [
+        ({"7_0": ("PENDING", "JobArrayTaskLimit")}, None, "pending", None, "JobArrayTaskLimit"),
+        ({"7_0": ("RUNNING", "None")}, None, "running", None, ""),
+        ({"7_0": ("TIMEOUT", "None")}, None, "ended", "error", "SLURM TIMEOUT"),
+        ({"7_0": ("OUT_OF_MEMORY", "None")}, None, "ended", "oom", "SLURM OUT_OF_MEMORY"),
+        ({"7_0": ("CANCELLED", "None")}, None, "ended", "error", "SLURM CANCELLED"),
+        # forgotten by slurmctld: the verdict SLURM wrote into the job's stderr
+        ({}, "x\nslurmstepd: error: *** JOB 7 ON n1 CANCELLED AT 2026-01-01 DUE TO TIME LIMIT ***\n",
+         "ended", "error", "timed out"),
+        ({}, "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=7.0\n", "ended", "oom", "oom-kill"),
+        ({}, "slurmstepd: error: *** JOB 7 ON n1 CANCELLED AT 2026-01-01 ***\n", "ended", "error", "scancel"),
+        ({}, None, "ended", "error", "before it started"),
+    ],
+)  # fmt: skip
+def test_slurm_states_from_squeue_then_the_log(tmp_path, monkeypatch, queue, log, state, status, fragment):
+    from pacabench.executors import collect, jobstate
+
+    sub = _sub(tmp_path, "7_0", log)
+    monkeypatch.setattr(jobstate, "_squeue", lambda ids: queue)
+    js = jobstate.job_states([sub])[sub.stem]
+    assert (js.state, js.status) == (state, status) and fragment in js.reason
+    if state == "ended":
+        row = collect.failure_row(sub, js, "r1")
+        assert (row["status"], row["slurm_job_id"], row["slurm_array_index"]) == (status, "7_0", 0)
+        assert row["model"] == "pvt_v2_b0" and row["case_id"] == "cost|pvt_v2_b0|64x64|1|fp32|cpu|0|0"

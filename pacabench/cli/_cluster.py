@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import typer
@@ -63,6 +64,10 @@ def executor_config(suite, executor, partition, parallel, timeout_min, detach: b
     )
     if detach and cfg.kind != "slurm":
         raise UsageError(f"--detach needs --executor slurm, not {cfg.kind}")
+    if cfg.kind == "slurm" and shutil.which("sbatch") is None:
+        raise UsageError(
+            "--executor slurm: no sbatch on PATH (no SLURM here); use --executor inprocess or local"
+        )
     return cfg
 
 

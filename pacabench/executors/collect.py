@@ -93,7 +93,7 @@ def run_status(run_path: Path, parallel: int = 1) -> RunStatus:
         if d is not None:
             state = "done" if d.get("status") in ("ok", "skipped") else "failed"
             detail = d.get("status", "") + (f": {d['error']}" if d.get("error") else "")
-            walls += [d["wall_s"]] if d.get("wall_s") else []
+            walls += [d["job_end"] - d["job_start"]] if d.get("job_end") and d.get("job_start") else []
         else:
             js = states.get(s.stem, JobState("unknown"))
             state = "failed" if js.state == "ended" else js.state

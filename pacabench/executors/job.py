@@ -42,7 +42,9 @@ def provenance(executor: str) -> dict[str, Any]:
 
 def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str) -> str:
     """Run one case (``runner.run_case``) and write its row to ``rows/<key>.json``; returns the
-    row's status. A failing model is a row, not an exception (``run_case`` never raises)."""
+    row's status. A failing model is a row, not an exception (``run_case`` never raises).
+    ``job_start``/``job_end`` span the whole job (imports included): what status's ETA uses."""
+    start = time.time()
     from .. import models  # noqa: F401 - registers our models with timm
     from ..results import RunDir
     from ..runner import run_case, with_artifacts
@@ -51,7 +53,6 @@ def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str
 
     delay = float(os.environ.get("PACABENCH_JOB_DELAY_S", "0") or 0)  # tests: a planted slow job
     case = Case.from_dict(case_data)
-    start = time.time()
     if delay:
         time.sleep(delay)
     row = run_case(with_artifacts(case, RunDir(run_path)))
