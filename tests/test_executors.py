@@ -283,3 +283,38 @@ def test_slurm_states_from_squeue_then_the_log(tmp_path, monkeypatch, queue, log
         row = collect.failure_row(sub, js, "r1")
         assert (row["status"], row["slurm_job_id"], row["slurm_array_index"]) == (status, "7_0", 0)
         assert row["model"] == "pvt_v2_b0" and row["case_id"] == "cost|pvt_v2_b0|64x64|1|fp32|cpu|0|0"
+
+
+@pytest.mark.slow
+def test_local_eval_case_on_two_tasks_is_one_distributed_job(tmp_path):
+    """``gpus_per_node: 2``: one job of two tasks (gloo on CPU, the torchrun code path); the
+    reduced metrics equal the in-process evaluation's, and one row is written."""
+    import timm
+    import torch
+
+    from tests.test_eval_imagenet import MODEL, NUM_CLASSES, make_imagefolder
+
+    val = make_imagefolder(tmp_path / "val")
+    torch.manual_seed(3)
+    m = timm.create_model(MODEL, pretrained=False, num_classes=NUM_CLASSES).eval()
+    with torch.no_grad():
+        m.head.weight.mul_(50)
+    torch.save(m.state_dict(), tmp_path / "w.pth")
+    suite = _suite(
+        tmp_path,
+        f"name: accdist\nmodels: [{MODEL}]\ndevice: cpu\nmetrics: [imagenet]\n"
+        f"eval:\n  imagenet: {{data: {val}, batch_size: 2, workers: 0, num_classes: {NUM_CLASSES}, "
+        f"checkpoints: {{{MODEL}: {tmp_path / 'w.pth'}}}}}\n"
+        "executor: {gpus_per_node: 2}\n",
+    )
+    run = _run(suite, tmp_path, "d", "--executor", "local")
+    (row,) = _rows(run)
+    assert row["status"] == "ok", row["error"]
+    (case,) = load_suite(suite).expand()[0]
+    ref = run_case(case)
+    assert (row["top1"], row["top5"], row["num_images"]) == (ref.top1, ref.top5, ref.num_images) == (
+        ref.top1, ref.top5, 9,
+    )  # fmt: skip
+    assert len(list((run / "rows").glob("*.json"))) == 1
+    logs = sorted((run / "submitit").glob("*_log.out"))
+    assert [f"rank {i} of 2" in p.read_text() for i, p in enumerate(logs)] == [True, True]

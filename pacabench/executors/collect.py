@@ -8,7 +8,7 @@ from typing import Any
 
 from ..results import Row, RunDir, row_key
 from .jobstate import JobState, Submission, job_states, load_submissions, suite_order
-from .rowfiles import read_row_file, write_row_file
+from .rowfiles import read_row_file, row_file, write_row_file
 
 __all__ = ["collect_rows", "run_status", "RunStatus", "failure_row"]
 
@@ -31,10 +31,10 @@ def failure_row(sub: Submission, state: JobState, run_id: str) -> dict[str, Any]
 def _available(rd: RunDir, subs: list[Submission], states: dict[str, JobState] | None) -> list[dict]:
     """The rows ready to merge, in suite order: row files, and failure rows (written as row files,
     so a second collect finds the same) for jobs that ended without one."""
-    rows, missing = [], [s for s in subs if not (rd.path / "rows" / f"{s.stem}.json").exists()]
+    rows, missing = [], [s for s in subs if not row_file(rd.path, s.stem).exists()]
     states = states if states is not None else (job_states(missing) if missing else {})
     for s in subs:
-        path = rd.path / "rows" / f"{s.stem}.json"
+        path = row_file(rd.path, s.stem)
         d = read_row_file(path)
         if d is None and s.stem in states and states[s.stem].state == "ended":
             d = failure_row(s, states[s.stem], rd.path.name)
@@ -85,11 +85,11 @@ def run_status(run_path: Path, parallel: int = 1) -> RunStatus:
 
     rd = RunDir(run_path)
     subs = load_submissions(run_path)
-    missing = [s for s in subs if read_row_file(run_path / "rows" / f"{s.stem}.json") is None]
+    missing = [s for s in subs if read_row_file(row_file(run_path, s.stem)) is None]
     states = job_states(missing) if missing else {}
     st, walls = RunStatus(), []
     for s in subs:
-        d = read_row_file(rd.path / "rows" / f"{s.stem}.json")
+        d = read_row_file(row_file(rd.path, s.stem))
         if d is not None:
             state = "done" if d.get("status") in ("ok", "skipped") else "failed"
             detail = d.get("status", "") + (f": {d['error']}" if d.get("error") else "")

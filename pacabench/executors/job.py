@@ -40,6 +40,24 @@ def provenance(executor: str) -> dict[str, Any]:
     }
 
 
+def _rank() -> int:
+    """This task's rank. A job of several tasks (``gpus_per_node`` > 1: one task per GPU) exports
+    what torchrun would (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK), so an evaluation runs
+    its torch.distributed path (``eval.distributed``) and reduces its metrics exactly as there."""
+    import submitit
+    from submitit.helpers import TorchDistributedEnvironment
+
+    try:
+        env = submitit.JobEnvironment()
+        if env.num_tasks <= 1:
+            return 0
+    except RuntimeError:  # not in a submitit job
+        return 0
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    print(f"pacabench job: rank {env.global_rank} of {env.num_tasks}", flush=True)  # into the job's log
+    return env.global_rank
+
+
 def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str) -> str:
     """Run one case (``runner.run_case``) and write its row to ``rows/<key>.json``; returns the
     row's status. A failing model is a row, not an exception (``run_case`` never raises).
@@ -53,9 +71,14 @@ def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str
 
     delay = float(os.environ.get("PACABENCH_JOB_DELAY_S", "0") or 0)  # tests: a planted slow job
     case = Case.from_dict(case_data)
+    rank = _rank()
+    if rank and case.task == "cost":
+        return "rank-idle"  # a cost case runs on one process; the other tasks have nothing to do
     if delay:
         time.sleep(delay)
     row = run_case(with_artifacts(case, RunDir(run_path)))
+    if rank:
+        return row.status  # rank 0 alone writes the row (every rank holds the reduced metrics)
     row.run_id = run_id
     d = row.to_dict() | provenance(executor) | {"job_start": start, "job_end": time.time()}
     write_row_file(row_file(run_path, case.key), d)

@@ -15,8 +15,10 @@ __all__ = ["ROWS_DIR", "row_file", "write_row_file", "read_row_file", "retire_ro
 ROWS_DIR = "rows"
 
 
-def row_file(run_path: str | os.PathLike, key: CaseKey) -> Path:
-    return Path(run_path) / ROWS_DIR / f"{key.file_stem()}.json"
+def row_file(run_path: str | os.PathLike, key: CaseKey | str) -> Path:
+    """``<run>/rows/<stem>.json`` of a case key (or of a key's ``file_stem()``)."""
+    stem = key if isinstance(key, str) else key.file_stem()
+    return Path(run_path) / ROWS_DIR / f"{stem}.json"
 
 
 def write_row_file(path: Path, row: dict[str, Any]) -> None:

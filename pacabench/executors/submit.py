@@ -15,7 +15,7 @@ from ..results import RunDir
 from .collect import collect_rows
 from .config import ExecutorConfig
 from .jobstate import JobState, Submission, record_submissions
-from .rowfiles import ROWS_DIR, retire_row_file, row_file
+from .rowfiles import retire_row_file, row_file
 from .snapshot import importing_from, make_snapshot
 
 __all__ = ["make_executor", "submit_cases", "is_timed", "POLL_S"]
@@ -37,6 +37,8 @@ def make_executor(cfg: ExecutorConfig, folder: Path, array: bool = True):
     if cfg.kind == "local":
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=cfg.timeout_min, signal_delay_s=0, setup=list(cfg.setup))
+        if cfg.gpus_per_node:  # one task per GPU: a distributed job (job._rank)
+            ex.update_parameters(gpus_per_node=cfg.gpus_per_node, tasks_per_node=cfg.gpus_per_node)
         return ex
     ex = submitit.SlurmExecutor(folder=folder / "%j")
     params: dict[str, Any] = {"time": max(1, round(cfg.timeout_min)), "setup": list(cfg.setup)}
@@ -44,6 +46,8 @@ def make_executor(cfg: ExecutorConfig, folder: Path, array: bool = True):
     for k in ("partition", "gpus_per_node", "cpus_per_task", "account", "qos", "constraint"):
         if getattr(cfg, k) is not None:
             params[k] = getattr(cfg, k)
+    if cfg.gpus_per_node and cfg.gpus_per_node > 1:
+        params["ntasks_per_node"] = cfg.gpus_per_node  # one task per GPU: a distributed job
     if cfg.mem_gb is not None:
         params["mem"] = f"{cfg.mem_gb:g}GB"
     if cfg.exclusive:
@@ -80,6 +84,8 @@ def submit_cases(
         raise UsageError(
             f"--detach needs --executor slurm (the {cfg.kind} executor's jobs are children of this run)"
         )
+    if not cases:
+        return []
     for c in cases:
         retire_row_file(row_file(rd.path, c.key))
     snap = None if cfg.kind == "debug" else make_snapshot(rd.path)
@@ -87,7 +93,7 @@ def submit_cases(
     with importing_from(snap):
         if cfg.kind == "slurm":
             ex = make_executor(cfg, folder)
-            jobs = ex.map_array(run_job, *zip(*[_args(c, rd, cfg) for c in cases])) if cases else []
+            jobs = ex.map_array(run_job, *zip(*[_args(c, rd, cfg) for c in cases]))
             subs = [_submission(c, j, cfg) for c, j in zip(cases, jobs)]
             record_submissions(rd.path, subs)
             if not detach:
@@ -178,10 +184,6 @@ def _wait(rd: RunDir, subs: list[Submission], states, on_row) -> None:
         for d in collect_rows(rd, subs):
             if on_row is not None:
                 on_row(d)
-        if all(row_file_of(rd, s).exists() for s in subs):
+        if all(row_file(rd.path, s.stem).exists() for s in subs):
             return
         time.sleep(max(POLL_S, 2.0))
-
-
-def row_file_of(rd: RunDir, sub: Submission) -> Path:
-    return rd.path / ROWS_DIR / f"{sub.stem}.json"
