@@ -1,4 +1,5 @@
-"""nox sessions: ``tests`` (pytest), ``lint`` (ruff), ``regression`` (smoke suite vs its baseline).
+"""nox sessions: ``tests`` (pytest), ``lint`` (ruff), ``regression`` (smoke suite vs its baseline),
+``slurm`` (the SLURM tests against a one-node cluster on this machine; root).
 
     nox -s tests lint            # first time: builds the venvs (~1 min each with the torch stack)
     nox -R -s regression         # -R reuses an existing venv: seconds instead of a minute
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import nox
@@ -76,3 +78,23 @@ def regression(session: nox.Session) -> None:
     if not strict:
         session.log("latency: reported, not enforced (set PACABENCH_STRICT_LATENCY=1 to enforce)")
     session.run(*compare, "--metrics", "latency", success_codes=None if strict else [0, 1])
+
+
+SLURM_SCRIPT = "tests/cluster/local-slurm.sh"
+
+
+@nox.session
+def slurm(session: nox.Session) -> None:
+    """tests/test_slurm.py against a real one-node SLURM: started with tests/cluster/local-slurm.sh
+    unless one is up (needs root and the slurm-wlm and munge packages), stopped after if started here."""
+    _install(session)
+    up = subprocess.run([SLURM_SCRIPT, "status"], capture_output=True).returncode == 0
+    if not up:
+        session.run(SLURM_SCRIPT, "start", external=True)
+    try:
+        session.run(
+            "pytest", "-q", "-m", "slurm", "tests/test_slurm.py", *session.posargs, env={"MPLBACKEND": "Agg"}
+        )
+    finally:
+        if not up:
+            session.run(SLURM_SCRIPT, "stop", external=True)

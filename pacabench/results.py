@@ -101,7 +101,20 @@ def _row_fields() -> list[tuple[str, Any, Any]]:
         ("timestamp", str, ""),
         ("wall_s", float | None, None),
     ]
-    return identity + measured + context
+    # where the case ran (pacabench.executors fills them; empty for rows written in-process)
+    provenance = [
+        ("executor", str, ""),  # inprocess | local | slurm | debug
+        ("slurm_job_id", str | None, None),
+        ("slurm_array_index", int | None, None),
+        ("hostname", str | None, None),
+        ("gpu_name", str | None, None),
+        ("gpu_uuid", str | None, None),
+        ("cuda_visible_devices", str | None, None),
+        ("code_commit", str | None, None),  # git commit of the code snapshot the job imported
+        ("job_start", float | None, None),  # unix time the job began / ended the case
+        ("job_end", float | None, None),
+    ]
+    return identity + measured + context + provenance
 
 
 def _to_dict(self) -> dict[str, Any]:

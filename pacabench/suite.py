@@ -37,6 +37,7 @@ import yaml
 
 from .casekey import CaseKey, checkpoint_digest
 from .errors import PacabenchError
+from .executors.config import ExecutorConfig, parse_executor_block
 from .metrics import COST_MEASURES, MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
 from .models.segmentation import HEADS
@@ -63,6 +64,7 @@ TOP_KEYS = {
     "eval",
     "isolate",
     "counter",
+    "executor",
 }
 MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
@@ -175,6 +177,7 @@ class Suite:
     isolate: bool = False
     source_text: str = ""
     counter: str = "fvcore"  # FLOP counter of the flops metric
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # how, not what: not in digest()
 
     def latency_for(self, device: str) -> LatencySettings:
         base = {k: v for k, v in self.latency.items() if k in LATENCY_KEYS}
@@ -193,7 +196,7 @@ class Suite:
         """SHA-256 of the normalised suite (what it measures, not how the file is written): a run
         folder stores it, and resume refuses a suite whose digest differs."""
         d = asdict(self)
-        for k in ("path", "source_text", "description"):
+        for k in ("path", "source_text", "description", "executor"):
             d.pop(k)
         if d.get("counter") == "fvcore":  # the default: digests of suites written before it stay
             d.pop("counter")
@@ -463,6 +466,7 @@ class _Parser:
             isolate=self.boolean("isolate"),
             source_text=text,
             counter=counter,
+            executor=parse_executor_block(data.get("executor"), fail),
         )
 
     def name(self) -> str:

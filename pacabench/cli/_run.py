@@ -31,12 +31,18 @@ def run(
     max_cases: int | None = typer.Option(None, "--max-cases", help="Allow more than 5000 cases."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the markdown report at the end."),
+    executor: str | None = typer.Option(None, "--executor", help="inprocess (default), local or slurm."),
+    partition: str | None = typer.Option(None, "--partition", help="SLURM partition."),
+    parallel: int | None = typer.Option(None, "--parallel", help="Jobs at once (array_parallelism)."),
+    timeout_min: float | None = typer.Option(None, "--timeout-min", help="Per-job time limit, minutes."),
+    detach: bool = typer.Option(False, "--detach", help="SLURM: submit and return; see status / collect."),
 ):
     """Run a suite: every model × resolution × batch × dtype case becomes a row in results/."""
     execute_run(
         suite, resume=resume, resume_from=resume_from, device=device, isolate=isolate,
         results_dir=results_dir, run_id=run_id, progress=progress, report=report,
         allow_changed_suite=allow_changed_suite, max_cases=max_cases,
+        executor=(executor, partition, parallel, timeout_min, detach),
     )  # fmt: skip
 
 
@@ -53,6 +59,7 @@ def execute_run(
     max_cases: int | None = None,
     progress: bool = True,
     report: bool = True,
+    executor: tuple = (None, None, None, None, False),  # kind, partition, parallel, timeout_min, detach
 ) -> None:
     """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
     from ..runner import run_suite, sigterm_as_interrupt
@@ -65,11 +72,16 @@ def execute_run(
     _, dups = s.expand(device, max_cases)  # refused before any folder is made
     if dups:
         console().print(f"[yellow]warning[/]: {dups} duplicate case(s) in {suite} measured once")
+    from ._cluster import executor_config, run_on_executor
+
+    cfg = executor_config(s, *executor)
     rd = _run_dir(s, resume, resume_from, results_dir, run_id)
     bar = _ProgressBar(s.name) if progress else None
     try:
         with rd.lock(), sigterm_as_interrupt():
             refill = _prepare_resume(s, rd, allow_changed_suite) if (resume or resume_from) else frozenset()
+            if cfg.kind != "inprocess":
+                return run_on_executor(s, rd, cfg, device=device, max_cases=max_cases, detach=executor[4])
             with bar or contextlib.nullcontext():
                 summary = run_suite(
                     s, rd, device=device, isolate=isolate, max_cases=max_cases, refill=refill,

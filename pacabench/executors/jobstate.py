@@ -1,0 +1,175 @@
+"""Where each submitted case stands, without accounting (no ``sacct``): the row file, then the
+scheduler's queue (``squeue -t all``, which lists finished jobs for ``MinJobAge``), then the
+job's stderr log (the reason SLURM wrote there: cancelled, time limit, out of memory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .rowfiles import write_row_file
+
+__all__ = [
+    "Submission",
+    "JOBS_FILE",
+    "load_submissions",
+    "record_submissions",
+    "job_states",
+    "JobState",
+    "suite_order",
+]
+
+JOBS_FILE = "jobs.json"
+# squeue states of a job that has ended, and what its case becomes without a row file
+ENDED = {
+    "COMPLETED": "error",
+    "FAILED": "error",
+    "CANCELLED": "error",
+    "TIMEOUT": "error",
+    "OUT_OF_MEMORY": "oom",
+    "NODE_FAIL": "error",
+    "PREEMPTED": "error",
+    "BOOT_FAIL": "error",
+    "DEADLINE": "error",
+}
+
+
+@dataclass
+class Submission:
+    """One case submitted as one job (the latest submission of a case wins)."""
+
+    stem: str
+    case: dict[str, Any]
+    job_id: str
+    executor: str
+    stderr: str
+    submitted: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class JobState:
+    state: str  # pending | running | ended
+    status: str | None = None  # for ended jobs: error | oom
+    reason: str = ""
+
+
+def load_submissions(run_path: Path) -> list[Submission]:
+    """The run's submissions in suite order, the latest one per case."""
+    path = run_path / JOBS_FILE
+    if not path.exists():
+        return []
+    latest: dict[str, Submission] = {}
+    for d in json.loads(path.read_text(encoding="utf-8"))["submissions"]:
+        latest.pop(d["stem"], None)
+        latest[d["stem"]] = Submission(**d)
+    return list(latest.values())
+
+
+def suite_order(run_path: Path) -> dict[str, int]:
+    """Case stem → position, by first submission (the suite's order; a resubmission keeps it)."""
+    path = run_path / JOBS_FILE
+    order: dict[str, int] = {}
+    if path.exists():
+        for d in json.loads(path.read_text(encoding="utf-8"))["submissions"]:
+            order.setdefault(d["stem"], len(order))
+    return order
+
+
+def record_submissions(run_path: Path, subs: list[Submission]) -> None:
+    """Append submissions to ``jobs.json`` (rewritten atomically)."""
+    path = run_path / JOBS_FILE
+    old = json.loads(path.read_text(encoding="utf-8"))["submissions"] if path.exists() else []
+    write_row_file(path, {"submissions": old + [s.to_dict() for s in subs]})
+
+
+def _squeue(job_ids: set[str]) -> dict[str, tuple[str, str]] | None:
+    """{job id (``123_4`` for array tasks): (state, reason)} of the jobs SLURM still knows;
+    None when squeue cannot be run."""
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    if not arrays:
+        return {}
+    cmd = ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(arrays)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:
+        return None
+    found = {}
+    for line in out.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            found[parts[0]] = (parts[1], parts[2])
+    return found
+
+
+def _from_log(stderr: str) -> tuple[str, str]:
+    """(status, reason) from the last lines of a job's stderr log (SLURM writes its verdict there)."""
+    try:
+        lines = Path(stderr).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "error", "job left the queue before it started (cancelled)"
+    text = "\n".join(lines[-50:])
+    if "DUE TO TIME LIMIT" in text or "timed-out" in text:
+        return "error", "job timed out (time limit)"
+    if "oom-kill" in text.lower() or "out of memory" in text.lower():
+        return "oom", "job killed for memory (oom-kill)"
+    if "CANCELLED" in text:
+        return "error", "job cancelled (scancel)"
+    last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+    return "error", ("job ended without a row" + (f": {last}" if last else ""))[:500]
+
+
+def _slurm_states(subs: list[Submission]) -> dict[str, JobState]:
+    queue = _squeue({s.job_id for s in subs})
+    states = {}
+    for s in subs:
+        if queue is None:
+            states[s.stem] = JobState("unknown", reason="squeue failed")
+            continue
+        state, reason = queue.get(s.job_id, ("", ""))
+        if state in ("PENDING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"):
+            states[s.stem] = JobState("pending", reason=reason)
+        elif state in ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"):
+            states[s.stem] = JobState("running")
+        elif state in ENDED:
+            why = f": {_from_log(s.stderr)[1]}" if state in ("COMPLETED", "FAILED") else ""
+            reason = f"SLURM {state}{why}" + (f" ({reason})" if reason and reason != "None" else "")
+            states[s.stem] = JobState("ended", ENDED[state], reason)
+        else:  # forgotten by slurmctld (older than MinJobAge): its log says how it ended
+            status, reason = _from_log(s.stderr)
+            states[s.stem] = JobState("ended", status, reason)
+    return states
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+def job_states(subs: list[Submission]) -> dict[str, JobState]:
+    """The state of each submission's job (by case stem), for jobs whose row file is missing."""
+    slurm = [s for s in subs if s.executor == "slurm"]
+    states = _slurm_states(slurm) if slurm else {}
+    for s in subs:
+        if s.executor == "slurm":
+            continue
+        if s.job_id.isdigit() and _pid_alive(int(s.job_id)):
+            states[s.stem] = JobState("running")
+        else:
+            states[s.stem] = JobState("ended", *_from_log(s.stderr))
+    return states
