@@ -63,7 +63,7 @@ TOP_KEYS = {
 }
 MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
-LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s"}
+LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s", "rounds", "interleave"}
 EVAL_KEYS = set(TASKS)
 MAX_CASES = 5000  # a suite expanding past this is refused unless --max-cases allows it
 
@@ -78,6 +78,8 @@ class LatencySettings:
     iters: int = 20
     min_iters: int = 3
     time_budget_s: float | None = None
+    rounds: int = 1  # timing split into R rounds (iters, min_iters, time_budget_s: per round)
+    interleave: bool = False  # the cases of one resolution alternate round by round (one process)
 
 
 @dataclass(frozen=True)
@@ -579,7 +581,10 @@ class _Parser:
                     path + (k,),
                     f"unknown latency key '{k}' (allowed: {', '.join(sorted(LATENCY_KEYS))}, cpu, cuda)",
                 )
-            if k == "time_budget_s":
+            if k == "interleave":
+                if not isinstance(v, bool):
+                    self.fail(path + (k,), f"latency interleave must be true or false, got {v!r}")
+            elif k == "time_budget_s":
                 if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
                     self.fail(path + (k,), f"time_budget_s must be a positive number or null, got {v!r}")
             elif not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "warmup" else 1):
