@@ -175,3 +175,61 @@ def test_in_process_rows_derive_their_statistics_from_the_samples(tmp_path):
     for r in rd.rows():
         assert r["latency_iters"] == 7
         _check_stats(r)
+
+
+# ------------------------------------------------------------------------------- the report
+def _rows_with_rounds(seed=0):
+    """Two models at three sizes, timed in 4 interleaved rounds of 3 with a drift per round:
+    model b costs 0.8× model a, and both grow as tokens^1.5."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for res in (64, 128, 256):
+        drift = rng.uniform(0.7, 1.6, 4)
+        for model, factor in (("a_model", 1.0), ("b_model", 0.8)):
+            base = factor * ((res // 4) ** 2) ** 1.5 / 1e3
+            s = [round(float(base * d * x), 4) for d in drift for x in rng.lognormal(0, 0.02, 3)]
+            rows.append({
+                "model": model, "task": "cost", "resolution": [res, res], "batch_size": 1,
+                "dtype": "fp32", "device": "cpu", "status": "ok", "latency_ms_samples": s,
+                "latency_ms_median": float(np.median(s)), "latency_round_sizes": [3, 3, 3, 3],
+            })  # fmt: skip
+    return rows
+
+
+def test_report_shows_each_latency_ratio_with_its_interval_and_the_exponent_interval():
+    import pandas as pd
+
+    from pacabench.report import render_markdown, report_sections
+    from pacabench.stats import exponent_ci, round_ratio_ci
+
+    rows = _rows_with_rounds()
+    df = pd.DataFrame(rows)
+    secs = {s.title: s.table for s in report_sections(df, reference="a_model")}
+    rel = secs["Latency, median relative to a_model (ratio [95% interval])"]
+    by = {(r["model"], r["resolution"][0]): r for r in rows}
+    for res in (64, 128, 256):
+        b, a = by[("b_model", res)], by[("a_model", res)]
+        want = round_ratio_ci(b["latency_ms_samples"], a["latency_ms_samples"], [3] * 4, [3] * 4)
+        assert rel.loc["b_model", str(res)] == want.format(2)
+        assert want.low <= 0.8 <= want.high  # the planted ratio, despite the drift between rounds
+    assert rel.loc["a_model", "64"] == 1.0
+    scaling = next(t for title, t in secs.items() if title.startswith("Complexity scaling"))
+    toks = [(r // 4) ** 2 for r in (64, 128, 256)]
+    ci = exponent_ci(toks, [by[("b_model", r)]["latency_ms_samples"] for r in (64, 128, 256)], [[3] * 4] * 3)
+    assert scaling.loc["b_model", "latency_exp 95% CI"] == f"[{ci.low:.2f}, {ci.high:.2f}]"
+    assert scaling.loc["b_model", "latency_exp"] == pytest.approx(ci.slope, abs=1e-3)
+    assert "| b_model | 0.8" in render_markdown(df, reference="a_model")
+
+
+def test_report_without_samples_keeps_plain_ratios():
+    import pandas as pd
+
+    from pacabench.report import report_sections
+
+    rows = [{k: v for k, v in r.items() if k not in ("latency_ms_samples", "latency_round_sizes")}
+            for r in _rows_with_rounds()]  # fmt: skip
+    secs = {s.title: s.table for s in report_sections(pd.DataFrame(rows), reference="a_model")}
+    rel = secs["Latency, median relative to a_model"]
+    assert isinstance(rel.loc["b_model", "64"], float)
+    scaling = next(t for title, t in secs.items() if title.startswith("Complexity scaling"))
+    assert "latency_exp 95% CI" not in scaling.columns
