@@ -38,7 +38,18 @@ class RatioCI:
     n_b: int
 
     def format(self, digits: int = 3) -> str:
-        return f"{self.ratio:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        return _fmt(self.ratio, self.low, self.high, digits)
+
+
+def _fmt(value: float, low: float, high: float, digits: int) -> str:
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _interval(boot: np.ndarray, level: float, point: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap draws, widened to hold the point estimate."""
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(boot, [tail, 1.0 - tail])
+    return float(min(low, point)), float(max(high, point))
 
 
 def ratio_ci(
@@ -204,10 +215,8 @@ def round_ratio_ci(
         idx_a = rng.integers(0, len(ra), size=(n_boot, len(ra)))
         idx_b = rng.integers(0, len(rb), size=(n_boot, len(rb)))
     boot = _boot_medians(ra, idx_a, rng) / _boot_medians(rb, idx_b, rng)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(boot, [tail, 1.0 - tail])
     ratio = float(np.median(xa) / np.median(xb))
-    return RatioCI(ratio, float(min(low, ratio)), float(max(high, ratio)), level, int(xa.size), int(xb.size))
+    return RatioCI(ratio, *_interval(boot, level, ratio), level, int(xa.size), int(xb.size))
 
 
 @dataclass(frozen=True)
@@ -220,7 +229,7 @@ class ExponentCI:
     level: float
 
     def format(self, digits: int = 2) -> str:
-        return f"{self.slope:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        return _fmt(self.slope, self.low, self.high, digits)
 
 
 def exponent_ci(
@@ -251,6 +260,4 @@ def exponent_ci(
     y = np.log(np.stack(boots, axis=1))  # (n_boot, sizes)
     slopes = ((y - y.mean(axis=1, keepdims=True)) @ xc) / float(xc @ xc)
     slope = float((np.log(meds) - np.mean(np.log(meds))) @ xc / float(xc @ xc))
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(slopes, [tail, 1.0 - tail])
-    return ExponentCI(slope, float(min(low, slope)), float(max(high, slope)), level)
+    return ExponentCI(slope, *_interval(slopes, level, slope), level)
