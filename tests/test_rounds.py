@@ -233,3 +233,31 @@ def test_report_without_samples_keeps_plain_ratios():
     assert isinstance(rel.loc["b_model", "64"], float)
     scaling = next(t for title, t in secs.items() if title.startswith("Complexity scaling"))
     assert "latency_exp 95% CI" not in scaling.columns
+
+
+def test_cli_report_of_an_interleaved_run_shows_paca_over_swin_with_its_interval(tmp_path, capsys):
+    """A real interleaved run (PaCa-T and Swin-T at 64², 3 rounds): ``pacabench report RUN
+    --reference swin_tiny_patch4_window7_224`` shows PaCa-T ÷ Swin-T as "ratio [low, high]",
+    the same numbers round_ratio_ci gives on the rows, and the exponent table has its interval
+    column only when there are two sizes (here one: absent)."""
+    import re
+
+    from pacabench.cli import main
+    from pacabench.stats import round_ratio_ci
+
+    text = SUITE.replace("pvt_v2_b0", "swin_tiny_patch4_window7_224").replace("[64, 96]", "[64]")
+    rd = RunDir(tmp_path / "run")
+    runner.run_suite(_suite(text), rd)
+    paca, swin = sorted(rd.rows(), key=lambda r: r["model"])
+    assert main(["report", str(rd.path), "--reference", "swin_tiny_patch4_window7_224"]) == 0
+    out = capsys.readouterr().out
+    ci = round_ratio_ci(
+        paca["latency_ms_samples"],
+        swin["latency_ms_samples"],
+        paca["latency_round_sizes"],
+        swin["latency_round_sizes"],
+    )
+    section = out.split("Latency, median relative to swin_tiny_patch4_window7_224 (ratio [95% interval])")[1]
+    line = next(ln for ln in section.splitlines() if ln.startswith("| pacavit_tiny_p2cconv_100_0"))
+    assert re.search(r"\| \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] \|$", line) and ci.format(2) in line
+    assert "latency_exp 95% CI" not in out
