@@ -17,6 +17,8 @@ A suite file::
     metrics: [params, flops, latency, memory]
     latency: {warmup: 2, iters: 10, min_iters: 3, time_budget_s: 5,
               cuda: {warmup: 10, iters: 50}}   # per-device overrides
+    # latency: {rounds: 3, interleave: true, ...}: the cases of one resolution timed side by side
+    # in 3 alternating rounds (pacabench.rounds); iters/min_iters/time_budget_s then per round
     eval: {imagenet: {data: /data/imagenet/val}}  # accuracy metrics (optional)
 
 Every problem is reported as one line ``file:line: message`` (``SuiteError``).
