@@ -7,6 +7,10 @@
   it measured, and ``resume`` skips the cases already in ``rows.jsonl``.
 - ``isolate=True`` runs each case in a fresh Python process, so one model's allocator state or
   a hard crash cannot affect the next.
+- Interleaved rounds (suite ``latency: {rounds: R, interleave: true}``, ``pacabench.rounds``):
+  the cases of one resolution are measured together in one process (one worker with
+  ``isolate``) and their rows written when the group finishes: an interrupt loses at most the
+  current group's partial rounds.
 """
 
 from __future__ import annotations

@@ -148,3 +148,28 @@ def test_exponent_interval_holds_a_planted_slope():
     assert ci.format(2).startswith(f"{ci.slope:.2f} [")
     with pytest.raises(ValueError):
         exponent_ci([1.0, 1.0], samples[:2])
+
+
+@pytest.mark.parametrize(
+    "df,want", [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (30, 2.042), (200, 1.972)]
+)
+def test_t_quantile_matches_the_printed_table(df, want):
+    from pacabench.stats import t_quantile
+
+    assert t_quantile(0.95, df) == pytest.approx(want, abs=1.5e-3)
+    assert t_quantile(0.99, 2) == pytest.approx(9.925, abs=1.5e-3)
+
+
+def test_few_rounds_widen_the_interval_to_the_t_interval_of_round_ratios():
+    """3 rounds of one sample: per-round ratios 0.63, 0.64, 0.80 (measured here under load).
+    The interval holds exp(mean ± t(2)·sd/√3) of their logs, beyond the rounds' own range."""
+    from pacabench.stats import round_ratio_ci
+
+    a, b = [1289.0, 1249.0, 1441.0], [2046.0, 1956.0, 1806.0]
+    ci = round_ratio_ci(a, b, [1, 1, 1], [1, 1, 1])
+    logs = np.log(np.array(a) / np.array(b))
+    half = 4.3027 * logs.std(ddof=1) / np.sqrt(3)
+    assert ci.low == pytest.approx(np.exp(logs.mean() - half), rel=1e-3)
+    assert ci.high == pytest.approx(np.exp(logs.mean() + half), rel=1e-3)
+    assert ci.low < min(a[i] / b[i] for i in range(3)) and ci.high > max(a[i] / b[i] for i in range(3))
+    assert ci.ratio == pytest.approx(np.median(a) / np.median(b))
