@@ -48,7 +48,10 @@ def compare_cmd(
         "only lists it. Nothing compared at all is always exit 1.",
     ),
     ignore_load: bool = typer.Option(
-        False, "--ignore-load", help="Judge CPU latency even when it was measured on a busy machine."
+        False,
+        "--ignore-load",
+        help="Judge CPU latency even when it was measured on a busy machine (high load average, "
+        "or samples whose IQR exceeds their median).",
     ),
     show_all: bool = typer.Option(
         False, "--all", help="List every check, not only regressions/improvements."
