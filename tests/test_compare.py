@@ -473,8 +473,8 @@ def _timed_run(results: Path, run_id: str, monkeypatch, extra_s: float) -> Path:
 def test_cli_run_against_itself_never_regresses_and_a_planted_30_percent_slowdown_fails(
     tmp_path, monkeypatch, capsys
 ):
-    """Real timings: the model's forward (one thread) preceded by a 20 ms sleep (so the machine's
-    load moves the test's own medians by far less than the 20% minimum effect), then by 20 ms +
+    """Real timings: the model's forward (one thread) preceded by a 40 ms sleep (so the machine's
+    load moves the test's own medians by far less than the 20% minimum effect), then by 40 ms +
     30% of the first run's median. ``--ignore-load``: the shared test machine is busy, the
     verdict is the point."""
     import torch
@@ -487,16 +487,16 @@ def test_cli_run_against_itself_never_regresses_and_a_planted_30_percent_slowdow
 
 
 def _planted_slowdown(tmp_path, monkeypatch, capsys):
-    base = _timed_run(tmp_path, "base", monkeypatch, 0.02)
+    base = _timed_run(tmp_path, "base", monkeypatch, 0.04)
     assert main(["compare", str(base), str(base)]) == 0
     out = capsys.readouterr().out
     assert "**OK**" in out and "| regression |" not in out
     med = json.loads((base / "rows.jsonl").read_text().splitlines()[0])["latency_ms_median"]
-    slow = _timed_run(tmp_path, "slow", monkeypatch, 0.02 + 0.3 * med / 1000.0)
+    slow = _timed_run(tmp_path, "slow", monkeypatch, 0.04 + 0.3 * med / 1000.0)
     assert main(["compare", str(base), str(slow), "--ignore-load", "--format", "json"]) == 1
     res = json.loads(capsys.readouterr().out)
     (reg,) = res["regressions"]
-    assert reg["metric"] == "latency_ms_median" and 0.2 < reg["change"] < 0.45
+    assert reg["metric"] == "latency_ms_median" and 0.2 < reg["change"] < 0.5
     # the same pair the other way round: faster, exit 0
     assert main(["compare", str(slow), str(base), "--ignore-load", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"].get("faster") == 1
