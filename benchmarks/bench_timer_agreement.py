@@ -40,9 +40,10 @@ def agreement(name: str, res: int, device: str, rounds: int, min_run_time: float
         ours = measure_latency(
             forward, warmup=1, iters=20, min_iters=5, time_budget_s=min_run_time, device=device
         )
-        theirs = benchmark.Timer(stmt="forward()", globals={"forward": forward}).blocked_autorange(
-            min_run_time=min_run_time
-        )
+        # Timer runs single-threaded unless told otherwise: give it the threads pacabench used
+        theirs = benchmark.Timer(
+            stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()
+        ).blocked_autorange(min_run_time=min_run_time)
         per_round.append((ours.median_ms, theirs.median * 1000.0))
     ratio = statistics.median(o for o, _ in per_round) / statistics.median(t for _, t in per_round)
     return ratio, per_round

@@ -10,7 +10,17 @@ machine) still lines up. Which columns are compared, and how, comes from the met
   any difference beyond it, up or down, is a regression.
 * **accuracy** metrics (``top1``, ``miou``, ``bbox_ap``, …) may move by an absolute tolerance
   (default 0.1 points); a drop beyond it is a regression, a gain beyond it is listed as improved.
-* **noisy** metrics (``latency_ms_median``, ``peak_mem_mb``): with baseline ``b``, new value ``n``,
+* **latency with raw samples on both sides** (``latency_ms_samples``): a one-sided Mann–Whitney U
+  test on the per-iteration samples (``pacabench.stats.mann_whitney``) plus a minimum effect
+  size, as asv does: *regression* when the new samples are significantly slower
+  (p < ``ALPHA`` = 0.01) **and** the ratio of medians exceeds 1 + ``e`` (``e``: the minimum effect,
+  default 0.2 on CPU and 0.1 on CUDA; an explicit ``--tolerance latency=X`` sets it too);
+  *faster* symmetrically (ratio below 1/(1 + e)); otherwise *no regression*. *Inconclusive*
+  (never a failure): fewer than ``MIN_SAMPLES`` = 5 samples on a side, or a regression/faster
+  verdict measured on a loaded machine (the new row's load average as below, or a spread
+  IQR/median above ``HUGE_SPREAD`` = 1 on either side) unless ``ignore_load``.
+* **noisy** metrics without samples (``peak_mem_mb``; latency rows from older runs): with
+  baseline ``b``, new value ``n``,
   relative tolerance ``t`` and spread ``s`` = the baseline's IQR + the new run's IQR (0 where a
   metric has no IQR, as peak memory), the verdict is a regression **only if**
   ``n > b·(1 + t)`` **and** ``n − b > s`` — the new value exceeds both the tolerance band and the
@@ -38,10 +48,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .casekey import CaseKey
 from .errors import UsageError
 from .metrics import COST_MEASURES, METRICS, format_value
 from .metrics import metric as _metric
+from .stats import mann_whitney
 
 __all__ = [
     "EXACT_METRICS",
@@ -97,6 +110,12 @@ VOLATILE_FIELDS = ("run_id", "timestamp", "loadavg_1m", "wall_s", "case_id")
 BUSY_LOAD = 1.5
 LOAD_SENSITIVE = tuple(m.column for m in _COMPARED if m.load_sensitive)
 
+# latency from raw samples: Mann–Whitney U at ALPHA (one-sided) + a minimum effect size
+ALPHA = 0.01
+MIN_SAMPLES = 5  # fewer on either side: inconclusive
+HUGE_SPREAD = 1.0  # IQR / median above this on either side: the machine was loaded
+MIN_EFFECT = {"cpu": 0.2, "cuda": 0.1}  # default minimum relative change of the median
+
 
 # ----------------------------------------------------------------------------------- tolerances
 @dataclass
@@ -108,6 +127,13 @@ class Tolerances:
     latency: dict[str, float] = field(default_factory=lambda: dict(_metric("latency_ms_median").tolerance))
     memory: dict[str, float] = field(default_factory=lambda: dict(_metric("peak_mem_mb").tolerance))
     per_metric: dict[str, float] = field(default_factory=dict)  # column -> tolerance (overrides)
+    effect: dict[str, float] = field(default_factory=lambda: dict(MIN_EFFECT))  # samples test
+
+    def min_effect(self, column: str, device: str) -> float:
+        """The minimum relative change the samples test needs to call a regression."""
+        if column in self.per_metric:
+            return self.per_metric[column]
+        return self.effect.get(device, self.effect.get("cpu", 0.2))
 
     def for_metric(self, column: str, device: str) -> float:
         if column in self.per_metric:
@@ -144,6 +170,7 @@ def parse_tolerances(specs: list[str] | None) -> Tolerances:
                 raise UsageError(f"bad --tolerance '{part}': must be a non-negative number")
             name = name.strip().lower()
             if not name:
+                tol.effect = {dev: v for dev in tol.effect}
                 for dev in tol.latency:
                     tol.latency[dev] = v
                 for dev in tol.memory:
@@ -154,6 +181,8 @@ def parse_tolerances(specs: list[str] | None) -> Tolerances:
             elif name == "accuracy":
                 tol.accuracy = v
             elif name in ("latency", "memory", "mem"):
+                if name == "latency":
+                    tol.effect = {dev: v for dev in tol.effect}
                 table = tol.latency if name == "latency" else tol.memory
                 for dev in table:
                     table[dev] = v
@@ -240,7 +269,8 @@ def _num(v: Any) -> float | None:
 class Check:
     """One metric of one case.
 
-    verdict: same | within_noise | regression | improved | new_metric | inconclusive.
+    verdict: same | within_noise | regression | improved | new_metric | inconclusive, and for
+    latency judged on its samples: regression | no_regression | faster | inconclusive.
     """
 
     case: str
@@ -272,7 +302,7 @@ class Comparison:
 
     @property
     def improvements(self) -> list[Check]:
-        return [c for c in self.checks if c.verdict == "improved"]
+        return [c for c in self.checks if c.verdict in ("improved", "faster")]
 
     @property
     def ok(self) -> bool:
@@ -337,6 +367,9 @@ def _check_metric(
         d = nv - bv
         verdict = "same" if abs(d) <= t + 1e-12 else ("regression" if d < 0 else "improved")
         return Check(case, metric, bv, nv, verdict, d, f"|Δ| ≤ {t:g} points")
+    by_samples = _check_samples(case, metric, b, n, tol, device, ignore_load)
+    if by_samples is not None:
+        return by_samples
     # noisy: beyond the tolerance band AND beyond the combined spread of the two runs
     iqr_col = NOISY_METRICS.get(metric)
     spread = 0.0
@@ -354,6 +387,55 @@ def _check_metric(
     else:
         verdict = "within_noise"
     return Check(case, metric, bv, nv, verdict, rel, rule)
+
+
+def _samples(v: Any) -> list[float] | None:
+    if not isinstance(v, list) or not v:
+        return None
+    vals = [_num(x) for x in v]
+    return [x for x in vals if x is not None and x > 0] or None
+
+
+def _spread(x: list[float]) -> float:
+    """IQR / median of raw samples."""
+    q25, med, q75 = np.percentile(x, [25, 50, 75])
+    return float((q75 - q25) / med) if med > 0 else math.inf
+
+
+def _check_samples(
+    case: str, metric: str, b: dict, n: dict, tol: Tolerances, device: str, ignore_load: bool
+) -> Check | None:
+    """A latency verdict from the raw samples (Mann–Whitney U + minimum effect); None when a
+    side has no samples (then the band rule decides)."""
+    col = _metric(metric).samples
+    bs, ns = (_samples(b.get(col)), _samples(n.get(col))) if col else (None, None)
+    if bs is None or ns is None:
+        return None
+    bv, nv = _num(b.get(metric)), _num(n.get(metric))
+    ratio = float(np.median(ns) / np.median(bs))
+    if min(len(bs), len(ns)) < MIN_SAMPLES:
+        rule = f"too few samples ({len(bs)} vs {len(ns)}; {MIN_SAMPLES} per side needed)"
+        return Check(case, metric, bv, nv, "inconclusive", ratio - 1, rule)
+    e = tol.min_effect(metric, device)
+    mw = mann_whitney(ns, bs)
+    rule = (
+        f"Mann–Whitney p(slower) {mw.p_greater:.2g}, p(faster) {mw.p_less:.2g} (α {ALPHA:g}); "
+        f"effect needed ×{1 + e:g}; n {len(bs)}/{len(ns)}"
+    )
+    if mw.p_greater < ALPHA and ratio > 1 + e:
+        verdict = "regression"
+    elif mw.p_less < ALPHA and ratio < 1 / (1 + e):
+        verdict = "faster"
+    else:
+        return Check(case, metric, bv, nv, "no_regression", ratio - 1, rule)
+    if not ignore_load:
+        spread = max(_spread(bs), _spread(ns))
+        loaded = _busy(n) if metric in LOAD_SENSITIVE else None
+        if loaded is None and spread > HUGE_SPREAD:
+            loaded = f"the spread was huge (IQR/median {spread:.2f})"
+        if loaded:
+            return Check(case, metric, bv, nv, "inconclusive", ratio - 1, f"would be {verdict}, but {loaded}")
+    return Check(case, metric, bv, nv, verdict, ratio - 1, rule)
 
 
 def compare_rows(
@@ -501,7 +583,7 @@ def render_comparison(cmp: Comparison, fmt: str = "markdown", *, show_all: bool 
     if show_all:
         table(
             "All checks",
-            [c for c in cmp.checks if c.verdict not in ("regression", "improved", "inconclusive")],
+            [c for c in cmp.checks if c.verdict not in ("regression", "improved", "faster", "inconclusive")],
         )
     if cmp.missing:
         lines.append(

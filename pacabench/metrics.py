@@ -89,6 +89,10 @@ def _round_samples(rec: Any) -> list[float]:
     return [round(t, 4) for t in rec.times_ms]
 
 
+def _round_sizes(rec: Any) -> list[int] | None:
+    return list(rec.round_sizes) or None
+
+
 _GFLOPS_TITLE = "GFLOPs (1 MAC = 1 FLOP, fvcore, batch 1, attention counted)"
 _GFLOPS_TORCH_TITLE = "GFLOPs, torch counter (1 MAC = 1 FLOP, FlopCounterMode, batch 1)"
 _LAT = {"measure": "latency", "fmt": "{:.2f}", "unit": "ms"}
@@ -125,6 +129,8 @@ _TABLE: list[Metric] = [
     Metric("latency_ms_min", kind="info", source="min_ms", **_LAT),
     Metric("latency_iters", "latency", "info", type=int, source="iters"),
     Metric("latency_ms_samples", "latency", "info", type=list, source=_round_samples),
+    # samples per round when timed in rounds (suite ``latency: {rounds: R, interleave: true}``)
+    Metric("latency_round_sizes", "latency", "info", type=list, source=_round_sizes),
     Metric("throughput_img_s", "latency", "info", "Throughput (images/s)", "img/s", "{:.1f}",
            source="throughput_img_s", table=True, csv=True),
     Metric("timer", "latency", "info", type=str, source="timer"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .intervals import exponent_intervals, relative_intervals
 from .metrics import columns, metric
 from .sizes import res_label, tokens
 from .tables import markdown_table, md_cell, to_strings
@@ -251,6 +252,8 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
         for m, tab in all_metric_tables(cost).items():
             secs.append(Section(METRICS[m][0], tab, METRICS[m][1]))
         sc = scaling_table(cost)
+        for m in columns(samples="latency_ms_samples"):  # the fitted exponent's 95% interval
+            sc = exponent_intervals(sc, cost, m)
         if not sc.empty:
             secs.append(Section(SCALING_TITLE, sc, "{:.2f}"))
         ref = reference or _model_order(cost)[0]
@@ -260,7 +263,13 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
                     rel = relative_table(cost, ref, m)
                 except ValueError:
                     continue
-                secs.append(Section(f"{METRICS[m][0].split(' (')[0]} relative to {ref}", rel, "{:.2f}"))
+                title = f"{METRICS[m][0].split(' (')[0]} relative to {ref}"
+                if metric(m).samples:  # each ratio with its 95% interval (pacabench.intervals)
+                    rel = relative_intervals(rel, cost, ref, m)
+                    title += (
+                        " (ratio [95% interval])" if rel.map(lambda v: isinstance(v, str)).any().any() else ""
+                    )
+                secs.append(Section(title, rel, "{:.2f}"))
         errs = cost[cost["status"] != "ok"]
         if not errs.empty:
             failures = pd.DataFrame(

@@ -7,6 +7,10 @@
   it measured, and ``resume`` skips the cases already in ``rows.jsonl``.
 - ``isolate=True`` runs each case in a fresh Python process, so one model's allocator state or
   a hard crash cannot affect the next.
+- Interleaved rounds (suite ``latency: {rounds: R, interleave: true}``, ``pacabench.rounds``):
+  the cases of one resolution are measured together in one process (one worker with
+  ``isolate``) and their rows written when the group finishes: an interrupt loses at most the
+  current group's partial rounds.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ from .eval.common import autocast
 from .measure.flops import count_params
 from .measure.flops_torch import count_flops_as
 from .measure.kernels import gemm_peak, kernel_record, row_efficiency
-from .measure.latency import measure_latency
+from .measure.latency import measure_latency, measure_rounds
 from .measure.memory import measure_peak_memory, resident_bytes
 from .metrics import TASKS, metrics_of
 from .models import ResolutionError, create_model, get_spec
 from .results import Row, RunDir, row_key
+from .rounds import interleave_groups
 from .sizes import tokens
 from .suite import Case, Suite
 
@@ -76,6 +81,10 @@ class RunState:
     flops: dict[tuple, tuple[float, dict, float]] = field(default_factory=dict)
     warm: bool = False
     gemm: dict[tuple[str, str], float] = field(default_factory=dict)  # (device, dtype) → GEMM GMAC/s
+    # interleaved rounds (``_run_group``): run_case leaves the timing to the caller and parks
+    # each case's forward and remaining warm-up here
+    defer_latency: bool = False
+    deferred: dict = field(default_factory=dict)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -200,20 +209,26 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
         # TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up
         kernels = kernel_record(functools.partial(_forward, model, x, case.dtype, dev), dev, case.compile)
         warmup = max(0, warmup - 1) if not case.compile else warmup
+
+        def finish(rec) -> None:
+            _fill(row, "latency", rec)
+            for k, v in kernels.items():
+                setattr(row, k, v)
+            _efficiency(case, model, row, state)
+
+        if state.defer_latency:  # timed side by side with the rest of its group (_run_group)
+            state.deferred[case.key] = (forward, warmup, finish)
+            return
         lat = case.latency
-        rec = measure_latency(
-            forward,
-            batch_size=case.batch_size,
-            warmup=warmup,
-            iters=lat.iters,
-            min_iters=lat.min_iters,
-            time_budget_s=lat.time_budget_s,
-            device=dev,
-        )
-        _fill(row, "latency", rec)
-        for k, v in kernels.items():
-            setattr(row, k, v)
-        _efficiency(case, model, row, state)
+        kw = dict(batch_size=case.batch_size, iters=lat.iters, min_iters=lat.min_iters,
+                  time_budget_s=lat.time_budget_s, device=dev)  # fmt: skip
+        if lat.rounds > 1:
+            rec = measure_rounds([forward], rounds=lat.rounds, warmups=[warmup], **kw)[0]
+            if isinstance(rec, Exception):
+                raise rec
+        else:
+            rec = measure_latency(forward, warmup=warmup, **kw)
+        finish(rec)
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: str, dev: torch.device):
@@ -277,33 +292,72 @@ def run_case(case: Case, state: RunState | None = None) -> Row:
     return row
 
 
+def _run_group(cases: list[Case], state: RunState) -> list[Row]:
+    """Interleaved rounds (``pacabench.rounds``): build and measure every case of the group once
+    (params, FLOPs, memory, warm-up) with its timing deferred, then time all of them in
+    alternating rounds; a case that fails in a round gets its status, the others go on."""
+    state.defer_latency = True
+    try:
+        rows = [run_case(c, state) for c in cases]
+    finally:
+        state.defer_latency = False
+    parked = [(row, state.deferred.pop(c.key)) for c, row in zip(cases, rows) if c.key in state.deferred]
+    if not parked:
+        return rows
+    c0 = cases[0]
+    lat = c0.latency
+    recs = measure_rounds(
+        [fwd for _, (fwd, _, _) in parked], rounds=lat.rounds, warmups=[w for _, (_, w, _) in parked],
+        batch_size=c0.batch_size, iters=lat.iters, min_iters=lat.min_iters,
+        time_budget_s=lat.time_budget_s, device=torch.device(c0.device),
+    )  # fmt: skip
+    for (row, (_, _, finish)), rec in zip(parked, recs):
+        if not isinstance(rec, Exception):
+            try:
+                finish(rec)  # latency columns, kernel record, efficiency
+            except Exception as e:  # noqa: BLE001 - one failing case must not stop the group
+                rec = e
+        if isinstance(rec, Exception):
+            row.status, row.error = ("oom" if is_oom(rec) else "error"), _one_line(rec)
+        else:
+            row.wall_s = (row.wall_s or 0.0) + sum(rec.times_ms) / 1000.0
+    return rows
+
+
 def _run_case_isolated(case: Case, timeout_s: float | None = None) -> Row:
     """Run a case in a fresh interpreter (``python -m pacabench.runner``)."""
+    return _run_isolated([case], timeout_s, group=False)[0]
+
+
+def _run_isolated(cases: list[Case], timeout_s: float | None = None, group: bool = True) -> list[Row]:
+    """Run cases in one fresh interpreter: one case, or (``group``) an interleaved group."""
     env = dict(os.environ)
+    payload = [c.to_dict() for c in cases] if group else cases[0].to_dict()
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pacabench.runner"],
-            input=json.dumps(case.to_dict()),
+            input=json.dumps(payload),
             capture_output=True,
             text=True,
             env=env,
             timeout=timeout_s,
         )
     except subprocess.TimeoutExpired:
-        row = _base_row(case)
-        row.status, row.error = "error", f"timed out after {timeout_s:.0f} s"
-        return row
+        return [_failed_row(c, "error", f"timed out after {timeout_s:.0f} s") for c in cases]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode == 0 and lines:
-        return Row.from_dict(json.loads(lines[-1]))
-    row = _base_row(case)
+    if proc.returncode == 0 and len(lines) >= len(cases):
+        return [Row.from_dict(json.loads(ln)) for ln in lines[-len(cases) :]]
     err = (proc.stderr.strip().splitlines() or [""])[-1]
     if proc.returncode < 0:
         sig = -proc.returncode
-        row.status = "oom" if sig == 9 else "error"
-        row.error = f"worker killed by signal {sig}" + (" (likely out of memory)" if sig == 9 else "")
-    else:
-        row.status, row.error = "error", f"worker exited {proc.returncode}: {err}"[:500]
+        msg = f"worker killed by signal {sig}" + (" (likely out of memory)" if sig == 9 else "")
+        return [_failed_row(c, "oom" if sig == 9 else "error", msg) for c in cases]
+    return [_failed_row(c, "error", f"worker exited {proc.returncode}: {err}"[:500]) for c in cases]
+
+
+def _failed_row(case: Case, status: str, error: str) -> Row:
+    row = _base_row(case)
+    row.status, row.error = status, error
     return row
 
 
@@ -362,10 +416,26 @@ def run_suite(
     isolate = suite.isolate if isolate is None else isolate
     state = RunState()
     fn = case_fn or (_run_case_isolated if isolate else functools.partial(run_case, state=state))
+    if case_fn is not None:
+        group_fn = lambda group: [case_fn(c) for c in group]  # noqa: E731
+    else:
+        group_fn = _run_isolated if isolate else functools.partial(_run_group, state=state)
     t_start = time.perf_counter()
     if on_start is not None:
         on_start(todo)
-    for case in todo:
+    for group in interleave_groups(todo, done):
+        if len(group) > 1:  # timed side by side; rows written when the group finishes
+            for case in group:
+                if on_case is not None:
+                    on_case(case)
+            for row in group_fn([with_artifacts(c, run_dir) for c in group]):
+                row.run_id = run_dir.path.name
+                run_dir.append(row)
+                summary.rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+            continue
+        case = group[0]
         if on_case is not None:
             on_case(case)
         old = done.get(case.key)
@@ -406,9 +476,12 @@ def _refill_row(case: Case, old: dict[str, Any], metrics: tuple[str, ...], fn, r
 
 def _worker_main() -> int:
     """Entry point of an isolated case: case JSON on stdin, row JSON on stdout."""
-    case = Case.from_dict(json.loads(sys.stdin.read()))
-    row = run_case(case)
-    sys.stdout.write("\n" + json.dumps(row.to_dict()) + "\n")
+    data = json.loads(sys.stdin.read())
+    if isinstance(data, list):  # an interleaved group
+        rows = _run_group([Case.from_dict(d) for d in data], RunState())
+    else:
+        rows = [run_case(Case.from_dict(data))]
+    sys.stdout.write("".join("\n" + json.dumps(row.to_dict()) for row in rows) + "\n")
     sys.stdout.flush()
     return 0
 

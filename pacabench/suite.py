@@ -18,6 +18,8 @@ A suite file::
     counter: fvcore                     # FLOP counter: fvcore | torch | both (gflops_torch beside gflops)
     latency: {warmup: 2, iters: 10, min_iters: 3, time_budget_s: 5,
               cuda: {warmup: 10, iters: 50}}   # per-device overrides
+    # latency: {rounds: 3, interleave: true, ...}: the cases of one resolution timed side by side
+    # in 3 alternating rounds (pacabench.rounds); iters/min_iters/time_budget_s then per round
     eval: {imagenet: {data: /data/imagenet/val}}  # accuracy metrics (optional)
 
 Every problem is reported as one line ``file:line: message`` (``SuiteError``).
@@ -68,7 +70,7 @@ TOP_KEYS = {
 }
 MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
-LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s"}
+LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s", "rounds", "interleave"}
 EVAL_KEYS = set(TASKS)
 MAX_CASES = 5000  # a suite expanding past this is refused unless --max-cases allows it
 
@@ -83,6 +85,8 @@ class LatencySettings:
     iters: int = 20
     min_iters: int = 3
     time_budget_s: float | None = None
+    rounds: int = 1  # timing split into R rounds (iters, min_iters, time_budget_s: per round)
+    interleave: bool = False  # the cases of one resolution alternate round by round (one process)
 
 
 @dataclass(frozen=True)
@@ -596,7 +600,10 @@ class _Parser:
                     path + (k,),
                     f"unknown latency key '{k}' (allowed: {', '.join(sorted(LATENCY_KEYS))}, cpu, cuda)",
                 )
-            if k == "time_budget_s":
+            if k == "interleave":
+                if not isinstance(v, bool):
+                    self.fail(path + (k,), f"latency interleave must be true or false, got {v!r}")
+            elif k == "time_budget_s":
                 if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
                     self.fail(path + (k,), f"time_budget_s must be a positive number or null, got {v!r}")
             elif not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "warmup" else 1):

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pacabench.cli import main
@@ -383,3 +384,119 @@ def test_several_runs_best_of_n_for_noisy_metrics(tmp_path):
     r2 = write(tmp_path / "r2" / "rows.jsonl", base_rows())
     assert main(["compare", str(base), str(r1.parent), str(r2.parent)]) == 0
     assert main(["compare", str(base), str(r1.parent), str(r1)]) == 1
+
+
+# ------------------------------------------------------- latency from raw samples (Mann–Whitney)
+def _sampled(factor=1.0, n=20, sigma=0.03, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    s = [round(float(x), 4) for x in 10.0 * factor * rng.lognormal(0.0, sigma, n)]
+    return row(latency_ms_samples=s, latency_ms_median=float(np.median(s)), **kw)
+
+
+@pytest.mark.parametrize(
+    "factor,verdict",
+    [(1.0, "no_regression"), (1.5, "regression"), (1.1, "no_regression"), (0.6, "faster")],
+)
+def test_latency_samples_verdicts(factor, verdict):
+    """Planted effects on lognormal samples: 1.1× is significant but below the 20% minimum effect."""
+    cmp = compare_rows([_sampled()], [_sampled(factor, seed=1)])
+    (check,) = [c for c in cmp.checks if c.metric == "latency_ms_median"]
+    assert check.verdict == verdict and "Mann–Whitney" in check.rule
+    assert cmp.exit_code == (1 if verdict == "regression" else 0)
+    assert check.change == pytest.approx(
+        np.median(_sampled(factor, seed=1)["latency_ms_samples"]) / 10.0 - 1, abs=0.05
+    )
+
+
+def test_latency_samples_effect_threshold_follows_the_tolerance():
+    base, new = [_sampled()], [_sampled(1.1, seed=1)]
+    assert compare_rows(base, new, tolerances=parse_tolerances(["latency=0.05"])).exit_code == 1
+    assert compare_rows(base, new, tolerances=parse_tolerances(["0.05"])).exit_code == 1
+    assert Tolerances().min_effect("latency_ms_median", "cuda") == 0.1
+
+
+def test_latency_samples_too_few_or_too_spread_is_inconclusive():
+    few = compare_rows([_sampled(n=4)], [_sampled(2.0, n=4, seed=1)])
+    (c,) = [c for c in few.checks if c.metric == "latency_ms_median"]
+    assert c.verdict == "inconclusive" and "too few samples" in c.rule and few.exit_code == 0
+    wild = compare_rows([_sampled(sigma=1.5, n=200)], [_sampled(3.0, sigma=1.5, n=200, seed=1)])
+    (c,) = [c for c in wild.checks if c.metric == "latency_ms_median"]
+    assert c.verdict == "inconclusive" and "spread" in c.rule and wild.exit_code == 0
+    judged = compare_rows(
+        [_sampled(sigma=1.5, n=200)], [_sampled(3.0, sigma=1.5, n=200, seed=1)], ignore_load=True
+    )
+    assert judged.exit_code == 1
+    busy = compare_rows([_sampled()], [_sampled(1.5, seed=1, loadavg_1m=9.0, threads=2)])
+    assert busy.exit_code == 0 and "busy" in busy.checks[-1].rule + "".join(c.rule for c in busy.checks)
+
+
+def test_rows_without_samples_keep_the_band_rule():
+    new = base_rows()
+    new[0]["latency_ms_median"] = 20.0
+    (c,) = [
+        c for c in compare_rows(base_rows(), new).checks if c.metric == "latency_ms_median" and c.new == 20.0
+    ]
+    assert c.verdict == "regression" and "IQRs" in c.rule
+
+
+TIMED = """\
+name: timed
+models: [pvt_v2_b0]
+resolutions: [32]
+device: cpu
+threads: 1
+metrics: [params, latency]
+latency: {warmup: 3, iters: 30, min_iters: 30}
+"""
+
+
+def _timed_run(results: Path, run_id: str, monkeypatch, extra_s: float) -> Path:
+    """Run TIMED with every forward of the model preceded by a sleep of ``extra_s``."""
+    import time
+
+    import pacabench.runner as runner
+    from pacabench.models import create_model as real
+    from pacabench.results import RunDir
+    from pacabench.suite import parse_suite
+
+    def slowed(name, **kw):
+        model = real(name, **kw)
+        model.register_forward_pre_hook(lambda m, args: time.sleep(extra_s))
+        return model
+
+    monkeypatch.setattr(runner, "create_model", slowed)
+    rd = RunDir(results / "timed" / run_id)
+    runner.run_suite(parse_suite(TIMED, "timed.yaml"), rd)
+    return rd.path
+
+
+def test_cli_run_against_itself_never_regresses_and_a_planted_30_percent_slowdown_fails(
+    tmp_path, monkeypatch, capsys
+):
+    """Real timings: the model's forward (one thread) preceded by a 40 ms sleep (so the machine's
+    load moves the test's own medians by far less than the 20% minimum effect), then by 40 ms +
+    30% of the first run's median. ``--ignore-load``: the shared test machine is busy, the
+    verdict is the point."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        _planted_slowdown(tmp_path, monkeypatch, capsys)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _planted_slowdown(tmp_path, monkeypatch, capsys):
+    base = _timed_run(tmp_path, "base", monkeypatch, 0.04)
+    assert main(["compare", str(base), str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "**OK**" in out and "| regression |" not in out
+    med = json.loads((base / "rows.jsonl").read_text().splitlines()[0])["latency_ms_median"]
+    slow = _timed_run(tmp_path, "slow", monkeypatch, 0.04 + 0.3 * med / 1000.0)
+    assert main(["compare", str(base), str(slow), "--ignore-load", "--format", "json"]) == 1
+    res = json.loads(capsys.readouterr().out)
+    (reg,) = res["regressions"]
+    assert reg["metric"] == "latency_ms_median" and 0.2 < reg["change"] < 0.5
+    # the same pair the other way round: faster, exit 0
+    assert main(["compare", str(slow), str(base), "--ignore-load", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"].get("faster") == 1

@@ -48,7 +48,10 @@ def compare_cmd(
         "only lists it. Nothing compared at all is always exit 1.",
     ),
     ignore_load: bool = typer.Option(
-        False, "--ignore-load", help="Judge CPU latency even when it was measured on a busy machine."
+        False,
+        "--ignore-load",
+        help="Judge CPU latency even when it was measured on a busy machine (high load average, "
+        "or samples whose IQR exceeds their median).",
     ),
     show_all: bool = typer.Option(
         False, "--all", help="List every check, not only regressions/improvements."
@@ -58,10 +61,13 @@ def compare_cmd(
     """Check a run against a baseline: exit 1 on any regression, a missing baseline case (unless
     --allow-missing) or nothing compared; 0 otherwise; 2 on bad input.
 
-    Params and FLOPs must match to 0.1 %; accuracy within 0.1 points; latency and memory are
-    a regression only when the new median exceeds baseline × (1 + tolerance) AND the excess is
-    larger than the two runs' IQRs added (default tolerance: latency 0.5 on CPU, 0.15 on CUDA;
-    memory 0.1). CPU latency measured on a busy machine (load > 1.5 × threads) is inconclusive.
+    Params and FLOPs must match to 0.1 %; accuracy within 0.1 points. Latency with raw samples
+    on both sides: a Mann–Whitney U test (p < 0.01) plus a minimum effect (median ratio beyond
+    1.2 on CPU, 1.1 on CUDA; --tolerance latency=X sets it) → regression / no regression /
+    faster; inconclusive (never a failure) with fewer than 5 samples a side or on a loaded
+    machine (load > 1.5 × threads, or IQR above the median). Memory, and latency rows without
+    samples: a regression only when the new value exceeds baseline × (1 + tolerance) AND the
+    excess is larger than the two runs' IQRs added (latency 0.5 on CPU, 0.15 on CUDA; memory 0.1).
     """
     from ..compare import compare_runs, load_rows, parse_metrics, parse_tolerances, render_comparison
 

@@ -183,7 +183,9 @@ def _run_dir(s, resume: bool, resume_from: Path | None, results_dir: Path, run_i
     if run_id is not None and rd.path.name != run_id:
         console().print(f"[yellow]note[/]: run id '{run_id}' is taken; writing to '{rd.path.name}'")
     _record_suite(s, rd, "suite.yaml")
-    (rd.path / "environment.json").write_text(json.dumps(environment_record(collect_env=True), indent=2), encoding="utf-8")
+    (rd.path / "environment.json").write_text(
+        json.dumps(environment_record(collect_env=True), indent=2), encoding="utf-8"
+    )
     rd.rows_path.touch()
     console().print(f"run folder [bold]{rd.path}[/]")
     return rd

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-__all__ = ["LatencyRecord", "summarize_times", "measure_latency", "percentile"]
+__all__ = ["LatencyRecord", "summarize_times", "measure_latency", "measure_rounds", "percentile"]
 
 
 @dataclass
@@ -34,6 +34,7 @@ class LatencyRecord:
     timer: str  # cuda_event | perf_counter | custom
     loadavg_1m: float | None = None
     times_ms: list[float] = field(default_factory=list, repr=False)
+    round_sizes: list[int] = field(default_factory=list)  # samples per round (measure_rounds)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +84,51 @@ def _loadavg() -> float | None:
         return None
 
 
+def _time_iters(
+    fn: Callable[[], object],
+    dev: torch.device,
+    iters: int,
+    min_iters: int,
+    time_budget_s: float | None,
+    clock: Callable[[], float] | None,
+) -> tuple[list[float], str]:
+    """Per-iteration seconds of ``fn()`` (no warm-up) and the timer that measured them."""
+    times: list[float] = []
+    if dev.type == "cuda" and clock is None:
+        budget_start = time.perf_counter()
+        for i in range(max(iters, min_iters)):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000.0)
+            if (
+                time_budget_s is not None
+                and i + 1 >= min_iters
+                and time.perf_counter() - budget_start > time_budget_s
+            ):
+                break
+        return times, "cuda_event"
+    now = clock or time.perf_counter
+    budget_start = now()
+    for i in range(max(iters, min_iters)):
+        t0 = now()
+        fn()
+        t1 = now()
+        times.append(t1 - t0)
+        if time_budget_s is not None and i + 1 >= min_iters and t1 - budget_start > time_budget_s:
+            break
+    return times, "perf_counter" if clock is None else "custom"
+
+
+def _warm(fn: Callable[[], object], warmup: int, dev: torch.device, clock) -> None:
+    for _ in range(max(0, warmup)):
+        fn()
+    if dev.type == "cuda" and clock is None:
+        torch.cuda.synchronize(dev)
+
+
 def measure_latency(
     fn: Callable[[], object],
     *,
@@ -100,39 +146,60 @@ def measure_latency(
     ``min_iters`` iterations. ``clock`` replaces the CPU clock (tests use a fake one).
     """
     dev = torch.device(device)
-    use_cuda = dev.type == "cuda" and clock is None
-    for _ in range(max(0, warmup)):
-        fn()
-    if use_cuda:
-        torch.cuda.synchronize(dev)
-
+    _warm(fn, warmup, dev, clock)
     load = _loadavg()
-    times: list[float] = []
-    if use_cuda:
-        budget_start = time.perf_counter()
-        for i in range(max(iters, min_iters)):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1000.0)
-            if (
-                time_budget_s is not None
-                and i + 1 >= min_iters
-                and time.perf_counter() - budget_start > time_budget_s
-            ):
-                break
-        timer = "cuda_event"
-    else:
-        now = clock or time.perf_counter
-        budget_start = now()
-        for i in range(max(iters, min_iters)):
-            t0 = now()
-            fn()
-            t1 = now()
-            times.append(t1 - t0)
-            if time_budget_s is not None and i + 1 >= min_iters and t1 - budget_start > time_budget_s:
-                break
-        timer = "perf_counter" if clock is None else "custom"
+    times, timer = _time_iters(fn, dev, iters, min_iters, time_budget_s, clock)
     return summarize_times(times, batch_size, timer, loadavg_1m=load)
+
+
+def measure_rounds(
+    fns: list[Callable[[], object]],
+    *,
+    rounds: int = 1,
+    warmups: list[int] | None = None,
+    batch_size: int = 1,
+    iters: int = 20,
+    min_iters: int = 3,
+    time_budget_s: float | None = None,
+    device: str | torch.device = "cpu",
+    clock: Callable[[], float] | None = None,
+) -> list[LatencyRecord | Exception]:
+    """Time several forwards side by side in ``rounds`` alternating rounds: A B C, A B C, ...
+
+    Each function is warmed up once (``warmups[i]`` calls, before the first round); each round
+    times every function ``iters`` times (``min_iters``/``time_budget_s`` apply per round). A slow
+    spell of a shared machine then falls on every function alike instead of on whichever ran
+    during it. The record of each function holds all its samples, ``round_sizes`` how many came
+    from each round. A function that raises is dropped from the later rounds and its entry is the
+    exception (KeyboardInterrupt propagates).
+    """
+    dev = torch.device(device)
+    out: list[LatencyRecord | Exception | None] = [None] * len(fns)
+    times: list[list[float]] = [[] for _ in fns]
+    sizes: list[list[int]] = [[] for _ in fns]
+    loads: list[float] = []
+    timer = "perf_counter"
+    for i, fn in enumerate(fns):
+        try:
+            _warm(fn, (warmups or [0] * len(fns))[i], dev, clock)
+        except Exception as e:  # noqa: BLE001 - one failing model must not stop the others
+            out[i] = e
+    for _ in range(max(1, rounds)):
+        if (load := _loadavg()) is not None:
+            loads.append(load)
+        for i, fn in enumerate(fns):
+            if out[i] is not None:
+                continue
+            try:
+                t, timer = _time_iters(fn, dev, iters, min_iters, time_budget_s, clock)
+            except Exception as e:  # noqa: BLE001
+                out[i] = e
+                continue
+            times[i].extend(t)
+            sizes[i].append(len(t))
+    for i in range(len(fns)):
+        if out[i] is None:
+            rec = summarize_times(times[i], batch_size, timer, loadavg_1m=max(loads) if loads else None)
+            rec.round_sizes = sizes[i]
+            out[i] = rec
+    return out  # type: ignore[return-value]

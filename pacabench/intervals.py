@@ -1,0 +1,94 @@
+"""95% intervals for the report, from the raw samples the latency rows keep.
+
+``relative_intervals``: each cell of a relative table (model ÷ reference, per resolution) as
+``"0.78 [0.75, 0.81]"``: ``pacabench.stats.round_ratio_ci``, which resamples interleaved rounds
+paired (round i of the model with round i of the reference) and the samples within them; rows
+timed without rounds fall back to resampling their samples. ``exponent_intervals``: the scaling
+table's fitted exponent with its bootstrap interval (``pacabench.stats.exponent_ci``: each size's
+median resampled over its rounds and samples, the slope refitted per draw).
+
+Cells whose rows lack samples keep their plain value. The tables given here are the report's own
+(``pacabench.report``); this module only adds the intervals to them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .metrics import metric
+from .sizes import res_label, tokens
+from .stats import exponent_ci, round_ratio_ci
+
+__all__ = ["relative_intervals", "exponent_intervals", "LEVEL"]
+
+LEVEL = 0.95
+
+
+def _sampled_rows(df: pd.DataFrame, column: str) -> list[dict[str, Any]]:
+    col = metric(column).samples
+    if not col or col not in df.columns:
+        return []
+    ok = df[df["status"] == "ok"] if "status" in df.columns else df
+    return [r for r in ok.to_dict("records") if isinstance(r.get(col), list) and r.get(col)]
+
+
+def _key(row: dict[str, Any], names: list[str]) -> tuple[str, ...]:
+    return tuple(str(row.get(n)) for n in names)
+
+
+def _rounds(row: dict[str, Any]) -> list[int] | None:
+    sizes = row.get("latency_round_sizes")
+    return list(sizes) if isinstance(sizes, list) and sizes else None
+
+
+def relative_intervals(rel: pd.DataFrame, df: pd.DataFrame, reference: str, column: str) -> pd.DataFrame:
+    """``rel`` (``report.relative_table``) with each ratio that has samples on both sides written
+    as ``"ratio [low, high]"`` (95%, 2 decimals); other cells unchanged."""
+    rows = _sampled_rows(df, column)
+    if rel.empty or not rows:
+        return rel
+    names = [str(n) for n in rel.index.names]
+    by = {(*_key(r, names), res_label(r["resolution"])): r for r in rows}
+    samples = metric(column).samples
+    out = rel.astype(object).copy()
+    for idx in rel.index:
+        key = _key(dict(zip(names, idx if isinstance(idx, tuple) else (idx,))), names)
+        ref_key = (str(reference), *key[1:])
+        for res in rel.columns:
+            a, b = by.get((*key, res)), by.get((*ref_key, res))
+            if a is None or b is None or a is b:  # the reference itself stays a plain 1
+                continue
+            ci = round_ratio_ci(a[samples], b[samples], _rounds(a), _rounds(b), level=LEVEL)
+            out.loc[idx, res] = ci.format(2)
+    return out
+
+
+def exponent_intervals(scaling: pd.DataFrame, df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``scaling`` (``report.scaling_table``) with a column ``<fit> 95% CI`` beside ``column``'s
+    fitted exponent, where two or more sizes have samples."""
+    rows = _sampled_rows(df, column)
+    fit = metric(column).fit
+    if scaling.empty or not rows or not fit:
+        return scaling
+    names = [str(n) for n in scaling.index.names]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(_key(r, names), []).append(r)
+    samples = metric(column).samples
+    cells = []
+    for idx in scaling.index:
+        g = groups.get(_key(dict(zip(names, idx if isinstance(idx, tuple) else (idx,))), names), [])
+        toks = [tokens(r["resolution"]) for r in g]
+        if len(set(toks)) < 2:
+            cells.append(None)
+            continue
+        ci = exponent_ci(toks, [r[samples] for r in g], [_rounds(r) for r in g], level=LEVEL)
+        cells.append(f"[{ci.low:.2f}, {ci.high:.2f}]")
+    if not any(cells):
+        return scaling
+    out = scaling.copy()
+    at = list(out.columns).index(fit) + 1 if fit in out.columns else len(out.columns)
+    out.insert(at, f"{fit} {int(LEVEL * 100)}% CI", cells)
+    return out
