@@ -284,3 +284,22 @@ def find_capacity(
 
     with _cuda_budget(torch.device(device), budget_bytes):
         return search(probe, budget_mb, **opts)
+
+
+def case_capacity(case, is_oom: Callable[[BaseException], bool] = _memory_error) -> Capacity:
+    """A suite case's ``capacity`` metric (``case``: a ``pacabench.suite.Case``): the largest
+    resolution at its batch, mode and dtype within ``case.capacity['memory']``, from its resolution."""
+    return find_capacity(
+        case.model,
+        case.capacity["memory"],
+        mode=case.mode,
+        batch=case.batch_size,
+        start=max(case.resolution),
+        limit=case.capacity.get("limit"),
+        device=case.device,
+        is_oom=is_oom,
+        dtype=case.dtype,
+        grad_checkpointing=case.grad_checkpointing,
+        channels_last=case.channels_last,
+        kwargs=case.kwargs or None,
+    )

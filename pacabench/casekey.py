@@ -9,7 +9,8 @@ Rows written before a field existed still load: a missing checkpoint hash or kwa
 "none", so ``results/baselines/*.jsonl`` keep joining fresh runs.
 
 Its text form (``str(key)``) is readable and stable, e.g. ``cost|pvt_v2_b0|64x64|1|fp32|cpu|0|0``,
-with ``|ckpt=<path>@<hash>`` and ``|kw=<json>`` appended only when set; rows store it as ``case_id``.
+with ``|ckpt=<path>@<hash>``, ``|kw=<json>`` and ``|mode=train`` (``+gc``: gradient checkpointing)
+appended only when set; rows store it as ``case_id``. A row without ``mode`` is an inference row.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class CaseKey:
     checkpoint: str | None = None
     checkpoint_sha: str | None = None
     kwargs: str = ""  # canonical JSON (canonical_kwargs)
+    mode: str = "inference"  # inference | train (a train step: forward, backward, AdamW)
+    grad_checkpointing: bool = False  # train mode with activation checkpointing
 
     @classmethod
     def from_row(cls, row: Any) -> CaseKey:
@@ -83,6 +86,8 @@ class CaseKey:
             checkpoint=d.get("checkpoint") or None,
             checkpoint_sha=d.get("checkpoint_sha") or None,
             kwargs=canonical_kwargs(d.get("kwargs")),
+            mode=str(d.get("mode") or "inference"),
+            grad_checkpointing=bool(d.get("grad_checkpointing")),
         )
 
     def row_fields(self) -> dict[str, Any]:
@@ -104,6 +109,8 @@ class CaseKey:
             parts.append(f"ckpt={self.checkpoint}@{self.checkpoint_sha or 'none'}")
         if self.kwargs:
             parts.append(f"kw={self.kwargs}")
+        if self.mode != "inference":  # inference keys stay as they were before modes existed
+            parts.append(f"mode={self.mode}" + ("+gc" if self.grad_checkpointing else ""))
         return "|".join(parts)
 
     def label(self) -> str:
@@ -113,6 +120,9 @@ class CaseKey:
         if len(res) == 2 and res[0] == res[1]:
             r = str(res[0])
         extra = (" channels_last" if self.channels_last else "") + (" compile" if self.compile else "")
+        extra += (
+            "" if self.mode == "inference" else f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
+        )
         t = "" if self.task == "cost" else f"[{self.task}] "
         return f"{t}{self.model_label} {r} b{self.batch_size} {self.dtype} {self.device}{extra}"
 

@@ -56,10 +56,13 @@ def cost_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+_MODE_COLS = ("mode", "grad_checkpointing")  # train vs inference rows of one run
+
+
 def group_cols(df: pd.DataFrame) -> list[str]:
     """Model plus whichever of batch/dtype/device/... vary in this run."""
     cols = ["model"]
-    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl"):
+    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl", *_MODE_COLS):
         if c in df.columns and df[c].astype(str).nunique() > 1:
             cols.append(c)
     return cols
@@ -145,6 +148,8 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     df["tokens"] = df["resolution"].map(tokens)
     idx = group_cols(df)
+    # train-mode fits only where the run has train rows (inference-only reports stay as they were)
+    fitted = [m for m in _FITTED if metric(m).measure != "train" or (m in df.columns and df[m].notna().any())]
     rows = []
     for key, g in df.groupby(idx, sort=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -157,7 +162,7 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
         if "resident_mem_mb" in g.columns and g["resident_mem_mb"].notna().any():
             # activation memory: what the forward adds on top of weights and input
             g = g.assign(_act_mem=g["peak_mem_mb"] - g["resident_mem_mb"])
-        for col, name in (*((m, metric(m).fit) for m in _FITTED), ("_act_mem", "act_memory_exp")):
+        for col, name in (*((m, metric(m).fit) for m in fitted), ("_act_mem", "act_memory_exp")):
             if col in g.columns and g[col].notna().any():
                 sub = g[g[col].notna()]
                 rec[name] = fit_exponent(sub["tokens"].tolist(), sub[col].astype(float).tolist())

@@ -90,6 +90,8 @@ def _row_fields() -> list[tuple[str, Any, Any]]:
             str,
             "sdpa",
         ),  # sdpa (fused, ours) | explicit (attention map materialised, as the authors')
+        ("mode", str, "inference"),  # inference | train (pacabench.measure.train)
+        ("grad_checkpointing", bool, False),  # train mode with activation checkpointing
         ("status", str, "ok"),  # ok | oom | error | skipped
         ("error", str | None, None),
     ]

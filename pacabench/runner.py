@@ -28,10 +28,12 @@ from typing import Any
 
 import torch
 
+from .capacity import case_capacity
 from .eval.common import autocast
 from .measure.flops import count_flops, count_params
 from .measure.latency import measure_latency
 from .measure.memory import measure_peak_memory, resident_bytes
+from .measure.train import train_case
 from .metrics import TASKS, metrics_of
 from .models import ResolutionError, create_model, get_spec
 from .results import Row, RunDir, row_key
@@ -169,6 +171,8 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
     if "flops" in case.metrics:
         _measure_flops(case, model, row, state)
 
+    if "capacity" in case.metrics:
+        _fill(row, "capacity", case_capacity(case, is_oom))
     if not {"latency", "memory"} & set(case.metrics):
         return
     model = model.to(dev)
@@ -177,6 +181,12 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     fwd_model = torch.compile(model) if case.compile else model
+    if case.mode == "train":
+        rec = train_case(fwd_model, x, case, first=not state.warm)
+        state.warm = True
+        _fill(row, "train", rec)
+        row.loadavg_1m = rec.latency.loadavg_1m if rec.latency else None
+        return
 
     def forward():
         with torch.inference_mode(), autocast(case.dtype, dev):

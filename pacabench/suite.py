@@ -14,7 +14,10 @@ A suite file::
     channels_last: false
     compile: false                      # torch.compile before timing
     threads: null                       # torch.set_num_threads on CPU
-    metrics: [params, flops, latency, memory]
+    metrics: [params, flops, latency, memory]   # + capacity (largest resolution that fits)
+    modes: [inference]                  # inference | train (forward + backward + AdamW step)
+    grad_checkpointing: false           # train mode: activation checkpointing
+    capacity: {memory: 4GiB, limit: 2048}   # the budget of metric capacity (and its largest size)
     latency: {warmup: 2, iters: 10, min_iters: 3, time_budget_s: 5,
               cuda: {warmup: 10, iters: 50}}   # per-device overrides
     eval: {imagenet: {data: /data/imagenet/val}}  # accuracy metrics (optional)
@@ -36,7 +39,7 @@ import yaml
 
 from .casekey import CaseKey, checkpoint_digest
 from .errors import PacabenchError
-from .metrics import COST_MEASURES, MEASURES, TASKS
+from .metrics import COST_MEASURES, MEASURES, OPTIONAL_COST_MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
 from .models.segmentation import HEADS
 
@@ -60,7 +63,12 @@ TOP_KEYS = {
     "latency",
     "eval",
     "isolate",
+    "modes",
+    "grad_checkpointing",
+    "capacity",
 }
+MODES = ("inference", "train")
+CAPACITY_KEYS = {"memory", "limit"}
 MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
 LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s"}
@@ -110,6 +118,9 @@ class Case:
     task: str = "cost"  # cost | imagenet | ade20k | coco
     eval_config: dict = field(default_factory=dict, hash=False, compare=False)
     head: str | None = None
+    mode: str = "inference"  # inference | train
+    grad_checkpointing: bool = False
+    capacity: dict = field(default_factory=dict, hash=False, compare=False)  # {memory: bytes, limit}
 
     @property
     def key(self) -> CaseKey:
@@ -140,6 +151,9 @@ class Case:
             "task": self.task,
             "eval_config": self.eval_config,
             "head": self.head,
+            "mode": self.mode,
+            "grad_checkpointing": self.grad_checkpointing,
+            "capacity": self.capacity,
         }
 
     @classmethod
@@ -169,6 +183,9 @@ class Suite:
     eval: dict[str, dict]
     isolate: bool = False
     source_text: str = ""
+    modes: list[str] = field(default_factory=lambda: ["inference"])
+    grad_checkpointing: bool = False
+    capacity: dict = field(default_factory=dict)
 
     def latency_for(self, device: str) -> LatencySettings:
         base = {k: v for k, v in self.latency.items() if k in LATENCY_KEYS}
@@ -189,6 +206,9 @@ class Suite:
         d = asdict(self)
         for k in ("path", "source_text", "description"):
             d.pop(k)
+        for k, default in (("modes", ["inference"]), ("grad_checkpointing", False), ("capacity", {})):
+            if d[k] == default:  # suites written before these keys keep their digest
+                d.pop(k)
         text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -215,33 +235,25 @@ class Suite:
         """Expand to cases (duplicates included), in order: model, resolution, batch, dtype; then eval tasks."""
         dev = self.resolved_device(device)
         lat = self.latency_for(dev)
-        cost_metrics = tuple(m for m in self.metrics if m in COST_MEASURES)
+        cost_metrics = tuple(m for m in self.metrics if m in COST_MEASURES + OPTIONAL_COST_MEASURES)
         out: list[Case] = []
         for m in self.models:
             res_list = list(m.resolutions) if m.resolutions else self.resolutions
             bs_list = list(m.batch_sizes) if m.batch_sizes else self.batch_sizes
-            if cost_metrics:
-                for r in res_list:
-                    for b in bs_list:
-                        for dt in self.dtypes:
-                            out.append(
-                                Case(
-                                    suite=self.name,
-                                    model=m.name,
-                                    resolution=r,
-                                    batch_size=b,
-                                    dtype=dt,
-                                    device=dev,
-                                    channels_last=self.channels_last,
-                                    compile=self.compile,
-                                    metrics=cost_metrics,
-                                    latency=lat,
-                                    threads=self.threads,
-                                    checkpoint=m.checkpoint,
-                                    kwargs=dict(m.kwargs),
-                                    head=m.head,
-                                )
-                            )
+            for r, b, dt, mode in _product(res_list, bs_list, self.dtypes, self.modes):
+                # capacity is searched once per model × batch × dtype × mode, from the first resolution
+                mts = tuple(x for x in cost_metrics if x != "capacity" or r == res_list[0])
+                if mts:
+                    out.append(
+                        Case(
+                            suite=self.name, model=m.name, resolution=r, batch_size=b, dtype=dt,
+                            device=dev, channels_last=self.channels_last, compile=self.compile,
+                            metrics=mts, latency=lat, threads=self.threads, checkpoint=m.checkpoint,
+                            kwargs=dict(m.kwargs), head=m.head, mode=mode,
+                            grad_checkpointing=self.grad_checkpointing and mode == "train",
+                            capacity=dict(self.capacity) if "capacity" in mts else {},
+                        )
+                    )  # fmt: skip
             for task, cfg in self.eval.items():
                 if task not in self.metrics and cost_metrics:
                     continue
@@ -271,6 +283,13 @@ class Suite:
                     )
                 )
         return out
+
+
+def _product(*axes):
+    """Every combination, the first axis slowest (resolution, batch, dtype, mode)."""
+    import itertools
+
+    return itertools.product(*axes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,6 +452,7 @@ class _Parser:
             fail(("latency",), "latency must be a mapping")
         self.check_latency(latency, ("latency",), True)
         ev = self.eval()
+        modes, capacity = self.modes(), self.capacity(metrics)
         return Suite(
             name=name,
             path=self.filename,
@@ -450,7 +470,49 @@ class _Parser:
             eval=ev,
             isolate=self.boolean("isolate"),
             source_text=text,
+            modes=modes,
+            grad_checkpointing=self.boolean("grad_checkpointing"),
+            capacity=capacity,
         )
+
+    def modes(self) -> list[str]:
+        modes = self.data.get("modes", ["inference"])
+        if not isinstance(modes, list) or not modes or len(set(map(str, modes))) != len(modes):
+            self.fail(
+                ("modes",),
+                f"modes must be a non-empty list of {', '.join(MODES)} (no repeats), got {modes!r}"[:200],
+            )
+        for i, mode in enumerate(modes):
+            if mode not in MODES:
+                self.fail(("modes", i), f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if self.data.get("grad_checkpointing") and "train" not in modes:
+            self.fail(("grad_checkpointing",), "grad_checkpointing needs 'train' in modes")
+        return list(modes)
+
+    def capacity(self, metrics: list[str]) -> dict:
+        """The ``capacity`` block: ``memory`` (a size such as 4GiB; bytes stored), ``limit``."""
+        from .capacity import parse_memory
+
+        cap = self.data.get("capacity")
+        if cap is None:
+            if "capacity" in metrics:
+                self.fail(("metrics",), "metric 'capacity' needs a budget: capacity: {memory: 4GiB}")
+            return {}
+        if not isinstance(cap, dict) or "memory" not in cap:
+            self.fail(("capacity",), "capacity must be a mapping with 'memory: <size>' (e.g. 4GiB)")
+        for k, v in cap.items():
+            if k not in CAPACITY_KEYS:
+                self.fail(
+                    ("capacity", k),
+                    f"unknown capacity key '{k}' (allowed: {', '.join(sorted(CAPACITY_KEYS))})",
+                )
+            if k == "limit" and not _is_int(v, 64):
+                self.fail(("capacity", k), f"capacity.limit must be an int >= 64 (pixels), got {v!r}")
+        try:
+            memory = parse_memory(str(cap["memory"]))
+        except PacabenchError as e:
+            self.fail(("capacity", "memory"), f"capacity.{e}")
+        return {"memory": memory, **({"limit": cap["limit"]} if "limit" in cap else {})}
 
     def name(self) -> str:
         name = self.data.get("name") or Path(self.filename).stem

@@ -115,3 +115,106 @@ def test_grad_checkpointing_lowers_activation_memory(name):
 def test_set_grad_checkpointing_refuses_a_model_without_it():
     with pytest.raises(ValueError, match="no set_grad_checkpointing"):
         set_grad_checkpointing(torch.nn.Linear(2, 2))
+
+
+# --- suite axis, case key, runner -------------------------------------------------------------
+
+SUITE = """
+name: trainmode
+models: [pvt_v2_b0]
+resolutions: [64]
+batch_sizes: [2]
+device: cpu
+metrics: [params, latency, memory]
+modes: [inference, train]
+latency: {warmup: 1, iters: 2, min_iters: 1}
+"""
+
+
+def test_modes_axis_keys_and_stability():
+    from pacabench.casekey import CaseKey
+    from pacabench.suite import load_suite, parse_suite
+
+    cases = parse_suite(SUITE).cases()
+    assert [c.mode for c in cases] == ["inference", "train"]
+    inf, train = (c.key for c in cases)
+    assert inf != train
+    # an inference key is what it was before modes existed: old rows and baselines still join
+    assert str(inf) == "cost|pvt_v2_b0|64x64|2|fp32|cpu|0|0"
+    assert CaseKey.from_row({"model": "pvt_v2_b0", "resolution": [64, 64], "batch_size": 2}) == inf
+    assert str(train) == "cost|pvt_v2_b0|64x64|2|fp32|cpu|0|0|mode=train"
+    gc = parse_suite(SUITE + "grad_checkpointing: true\n").cases()
+    assert [c.grad_checkpointing for c in gc] == [False, True]
+    assert str(gc[1].key).endswith("|mode=train+gc") and gc[0].key == inf
+    # a suite without the new keys keeps its digest (runs started before can resume)
+    digest = "02447e6444d62e6ea4eb11ec3bdf6daa483cfd90bed3f6eeee4373c8b425e6a5"
+    assert load_suite("suites/smoke.yaml").digest() == digest
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "msg"),
+    [
+        ("modes: [fly]\n", 9, "mode must be one of inference, train"),
+        ("modes: []\n", 9, "modes must be a non-empty list"),
+        ("modes: [inference]\ngrad_checkpointing: true\n", 10, "grad_checkpointing needs 'train'"),
+        ("capacity: {memory: lots}\n", 9, "memory must be a positive size"),
+        ("capacity: {memory: 4GiB, limt: 4}\n", 9, "unknown capacity key 'limt'"),
+    ],
+)
+def test_suite_refuses_bad_modes_and_capacity(extra, line, msg):
+    from pacabench.suite import SuiteError, parse_suite
+
+    text = SUITE.replace("modes: [inference, train]\n", "")
+    with pytest.raises(SuiteError) as e:
+        parse_suite(text + extra, "s.yaml")
+    assert str(e.value).startswith(f"s.yaml:{line}:") and msg in str(e.value)
+
+
+def test_capacity_metric_needs_a_budget():
+    from pacabench.suite import SuiteError, parse_suite
+
+    with pytest.raises(SuiteError, match="needs a budget"):
+        parse_suite(SUITE.replace("metrics: [params, latency, memory]", "metrics: [capacity]"))
+
+
+def test_run_case_train_row_beside_inference_row():
+    from pacabench.runner import run_case
+    from pacabench.suite import parse_suite
+
+    inf_case, train_case = parse_suite(SUITE).cases()
+    inf, train = run_case(inf_case), run_case(train_case)
+    assert (inf.status, train.status) == ("ok", "ok"), (inf.error, train.error)
+    assert (inf.mode, train.mode) == ("inference", "train")
+    assert train.case_id.endswith("|mode=train")
+    assert train.latency_ms_median is None and train.peak_mem_mb is None  # inference columns stay empty
+    assert inf.train_ms_median is None and inf.train_peak_mb is None
+    assert train.train_peak_mb > inf.peak_mem_mb
+    assert train.train_ms_median > 0 and len(train.train_ms_samples) >= 1
+    assert train.train_img_s == pytest.approx(2 / (train.train_ms_median / 1000))
+    model = create_model("pvt_v2_b0", img_size=64)
+    p_mb = _n_param_bytes(model) / MB
+    # weights (+ buffers) + one gradient each + AdamW's two moments ≈ 4 × weights
+    assert train.train_state_mb == pytest.approx(4 * p_mb, rel=0.01)
+    assert train.train_activation_mb == pytest.approx(
+        train.train_peak_mb - train.train_state_mb - 2 * 3 * 64 * 64 * 4 / MB
+    )
+
+
+def test_run_case_capacity_metric():
+    from pacabench.runner import run_case
+    from pacabench.suite import parse_suite
+
+    text = SUITE.replace("metrics: [params, latency, memory]", "metrics: [capacity]")
+    text = text.replace(
+        "modes: [inference, train]", "modes: [inference]\ncapacity: {memory: 20MiB, limit: 512}"
+    )
+    text = text.replace("resolutions: [64]", "resolutions: [64, 96]")
+    (case,) = parse_suite(text).cases()  # once per model × batch × dtype × mode, from the first size
+    assert case.resolution == (64, 64) and case.capacity == {"memory": 20 * 2**20, "limit": 512}
+    row = run_case(case)
+    assert row.status == "ok", row.error
+    ans = row.capacity_resolution
+    assert ans is not None and ans % 32 == 0 and 64 <= ans < 512
+    assert row.capacity_peak_mb <= 20.0 and row.capacity_budget_mb == 20.0
+    probes = {p[0]: p for p in row.capacity_probes}
+    assert probes[ans][2] == "ok" and probes[ans + 32][2] in ("over", "oom")

@@ -211,3 +211,21 @@ def measure_train(
             device=step.device,
         )
     return rec
+
+
+def train_case(model: torch.nn.Module, x: torch.Tensor, case, *, first: bool = False) -> TrainRecord:
+    """A suite case in train mode (``case``: a ``pacabench.suite.Case``): its dtype, gradient
+    checkpointing, latency settings and which of latency/memory it asks for. ``first``: the
+    process's first step (one more warm-up, as inference gets)."""
+    if case.grad_checkpointing:
+        set_grad_checkpointing(model, True)
+    lat = case.latency
+    return measure_train(
+        TrainStep(model, x, dtype=case.dtype),
+        memory="memory" in case.metrics,
+        latency="latency" in case.metrics,
+        warmup=lat.warmup + int(first),
+        iters=lat.iters,
+        min_iters=lat.min_iters,
+        time_budget_s=lat.time_budget_s,
+    )
