@@ -19,7 +19,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = ["CaseKey", "checkpoint_digest", "canonical_kwargs"]
@@ -52,6 +52,12 @@ def checkpoint_digest(path: str | os.PathLike | None) -> str | None:
         return None
 
 
+def _decayed(d: dict[str, Any]) -> int | None:
+    """The batch a row ran at when batch decay made it smaller than the requested one."""
+    used, asked = d.get("batch_size_used"), int(d.get("batch_size") or 1)
+    return int(used) if used and int(used) != asked else None
+
+
 @dataclass(frozen=True)
 class CaseKey:
     task: str
@@ -68,6 +74,7 @@ class CaseKey:
     kwargs: str = ""  # canonical JSON (canonical_kwargs)
     mode: str = "inference"  # inference | train (a train step: forward, backward, AdamW)
     grad_checkpointing: bool = False  # train mode with activation checkpointing
+    batch_used: int | None = None  # batch decay: the smaller batch a case ran at after an OOM
 
     @classmethod
     def from_row(cls, row: Any) -> CaseKey:
@@ -88,13 +95,20 @@ class CaseKey:
             kwargs=canonical_kwargs(d.get("kwargs")),
             mode=str(d.get("mode") or "inference"),
             grad_checkpointing=bool(d.get("grad_checkpointing")),
+            batch_used=_decayed(d),
         )
+
+    def requested(self) -> CaseKey:
+        """The key of the case as the suite asked for it (a decayed row's batch forgotten): resume
+        finds a decayed row's case done; compare never joins it with an undecayed row."""
+        return replace(self, batch_used=None) if self.batch_used is not None else self
 
     def row_fields(self) -> dict[str, Any]:
         """The key's fields as a row stores them (resolution a list, kwargs a mapping or None)."""
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["resolution"] = list(self.resolution)
         d["kwargs"] = json.loads(self.kwargs) if self.kwargs else None
+        d.pop("batch_used")  # rows store it as batch_size_used
         return d
 
     @property
@@ -111,6 +125,8 @@ class CaseKey:
             parts.append(f"kw={self.kwargs}")
         if self.mode != "inference":  # inference keys stay as they were before modes existed
             parts.append(f"mode={self.mode}" + ("+gc" if self.grad_checkpointing else ""))
+        if self.batch_used is not None:
+            parts.append(f"decayed={self.batch_used}")
         return "|".join(parts)
 
     def label(self) -> str:

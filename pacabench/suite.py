@@ -66,6 +66,7 @@ TOP_KEYS = {
     "modes",
     "grad_checkpointing",
     "capacity",
+    "batch_decay",
 }
 MODES = ("inference", "train")
 CAPACITY_KEYS = {"memory", "limit"}
@@ -121,6 +122,7 @@ class Case:
     mode: str = "inference"  # inference | train
     grad_checkpointing: bool = False
     capacity: dict = field(default_factory=dict, hash=False, compare=False)  # {memory: bytes, limit}
+    batch_decay: bool = False  # out of memory: retry at smaller batches (timm's decay_batch_step)
 
     @property
     def key(self) -> CaseKey:
@@ -154,6 +156,7 @@ class Case:
             "mode": self.mode,
             "grad_checkpointing": self.grad_checkpointing,
             "capacity": self.capacity,
+            "batch_decay": self.batch_decay,
         }
 
     @classmethod
@@ -186,6 +189,7 @@ class Suite:
     modes: list[str] = field(default_factory=lambda: ["inference"])
     grad_checkpointing: bool = False
     capacity: dict = field(default_factory=dict)
+    batch_decay: bool = False
 
     def latency_for(self, device: str) -> LatencySettings:
         base = {k: v for k, v in self.latency.items() if k in LATENCY_KEYS}
@@ -206,7 +210,12 @@ class Suite:
         d = asdict(self)
         for k in ("path", "source_text", "description"):
             d.pop(k)
-        for k, default in (("modes", ["inference"]), ("grad_checkpointing", False), ("capacity", {})):
+        for k, default in (
+            ("modes", ["inference"]),
+            ("grad_checkpointing", False),
+            ("capacity", {}),
+            ("batch_decay", False),
+        ):
             if d[k] == default:  # suites written before these keys keep their digest
                 d.pop(k)
         text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
@@ -252,6 +261,7 @@ class Suite:
                             kwargs=dict(m.kwargs), head=m.head, mode=mode,
                             grad_checkpointing=self.grad_checkpointing and mode == "train",
                             capacity=dict(self.capacity) if "capacity" in mts else {},
+                            batch_decay=self.batch_decay,
                         )
                     )  # fmt: skip
             for task, cfg in self.eval.items():
@@ -473,6 +483,7 @@ class _Parser:
             modes=modes,
             grad_checkpointing=self.boolean("grad_checkpointing"),
             capacity=capacity,
+            batch_decay=self.boolean("batch_decay"),
         )
 
     def modes(self) -> list[str]:

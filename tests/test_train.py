@@ -218,3 +218,67 @@ def test_run_case_capacity_metric():
     assert row.capacity_peak_mb <= 20.0 and row.capacity_budget_mb == 20.0
     probes = {p[0]: p for p in row.capacity_probes}
     assert probes[ans][2] == "ok" and probes[ans + 32][2] in ("over", "oom")
+
+
+def test_batch_decay_records_the_batch_used_and_never_joins_an_undecayed_row(monkeypatch):
+    """A planted OOM above batch 24: batch 64 decays 64 → 48 → 32 → 24 (timm's steps)."""
+    from dataclasses import replace
+
+    from pacabench import runner
+    from pacabench.casekey import CaseKey
+    from pacabench.suite import parse_suite
+
+    tried = []
+
+    def fake_once(case, state):
+        tried.append(case.batch_size)
+        row = runner._base_row(case)
+        row.status = "oom" if case.batch_size > 24 else "ok"
+        row.latency_ms_median = 1.0 * case.batch_size
+        return row
+
+    monkeypatch.setattr(runner, "_run_case_once", fake_once)
+    text = SUITE.replace("batch_sizes: [2]", "batch_sizes: [64]").replace(
+        "modes: [inference, train]", "batch_decay: true"
+    )
+    (case,) = parse_suite(text).cases()
+    row = runner.run_case(case)
+    assert tried == [64, 48, 32, 24]
+    assert (row.status, row.batch_size, row.batch_size_used, row.batch_decay) == ("ok", 64, 24, True)
+    key = CaseKey.from_row(row.to_dict())
+    assert row.case_id == str(key) and row.case_id.endswith("|decayed=24")
+    assert key != case.key and key.requested() == case.key  # resume: done; compare: no join
+    undecayed = CaseKey.from_row({**row.to_dict(), "batch_size_used": 64})
+    assert undecayed == case.key
+    # nothing fits down to batch 1: an oom row, no batch recorded
+    monkeypatch.setattr(runner, "_run_case_once", lambda c, s: _oom_row(runner._base_row(c)))
+    row = runner.run_case(replace(case, batch_size=3))
+    assert row.status == "oom" and row.batch_size_used is None and row.batch_size == 3
+
+
+def _oom_row(row):
+    row.status = "oom"
+    return row
+
+
+def test_resume_finds_a_decayed_case_done(tmp_path, monkeypatch):
+    from pacabench import runner
+    from pacabench.results import RunDir
+    from pacabench.suite import parse_suite
+
+    def fake_once(case, state):
+        row = runner._base_row(case)
+        row.status = "oom" if case.batch_size > 4 else "ok"
+        return row
+
+    monkeypatch.setattr(runner, "_run_case_once", fake_once)
+    text = SUITE.replace("batch_sizes: [2]", "batch_sizes: [8]").replace(
+        "modes: [inference, train]", "batch_decay: true"
+    )
+    suite = parse_suite(text)
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir()
+    first = runner.run_suite(suite, run_dir, isolate=False)
+    assert [r.batch_size_used for r in first.rows] == [4]
+    again = runner.run_suite(suite, run_dir, isolate=False)
+    assert again.rows == [] and again.skipped_done == 1
