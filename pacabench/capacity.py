@@ -123,10 +123,12 @@ def search(
     power: float = 1.0,
     max_factor: float = 2.0,
     is_oom: Callable[[BaseException], bool] = _memory_error,
+    on_probe: Callable[[Probe], None] | None = None,
 ) -> Capacity:
     """The largest multiple of ``step`` in [start, limit] whose probe fits ``budget_mb`` (MiB).
 
-    ``is_oom``: which exceptions of a probe mean "out of memory" (data); others propagate."""
+    ``is_oom``: which exceptions of a probe mean "out of memory" (data); others propagate.
+    ``on_probe``: called with each probe as it is measured (progress)."""
     if start % step or start < step:
         raise UsageError(f"the search starts at {start}, not a positive multiple of {step}")
     res = Capacity(axis, budget_mb, None, None, limit)
@@ -136,6 +138,8 @@ def search(
         if size not in seen:
             seen[size] = _run_probe(probe, size, budget_mb, is_oom)
             res.probes.append(seen[size])
+            if on_probe is not None:
+                on_probe(seen[size])
         return seen[size]
 
     good, bad, fits = None, None, []
@@ -257,6 +261,7 @@ def find_capacity(
     limit: int | None = None,
     device: str = "cpu",
     is_oom: Callable[[BaseException], bool] = _memory_error,
+    on_probe: Callable[[Probe], None] | None = None,
     **probe_kwargs,
 ) -> Capacity:
     """With ``resolution``: the largest batch at it; else the largest resolution at ``batch`` (1)."""
@@ -275,7 +280,7 @@ def find_capacity(
     limit = max(step, limit // step * step)
     probe = model_probe(model, mode=mode, axis=axis, fixed=fixed, device=device, **probe_kwargs)
     # a resolution grows the input by the square of the factor: smaller steps past a fit
-    opts = dict(axis=axis, start=start, step=step, limit=limit, power=power, is_oom=is_oom)
+    opts = dict(axis=axis, start=start, step=step, limit=limit, power=power, is_oom=is_oom, on_probe=on_probe)
     opts["max_factor"] = 1.5 if axis == "resolution" else 4.0
     budget_mb = budget_bytes / 2**20
     if not device.startswith("cuda"):

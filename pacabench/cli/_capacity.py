@@ -29,6 +29,8 @@ def capacity(
     limit: int | None = typer.Option(
         None, "--limit", help="Largest size tried (batch 4096, resolution 8192)."
     ),
+    start: int | None = typer.Option(None, "--start", help="First size tried (batch 1, resolution 64)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Each probe on stderr as it is measured."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ):
     """Largest batch (at --resolution) or resolution (multiple of 32, at --batch) that fits --memory."""
@@ -42,7 +44,7 @@ def capacity(
         raise UsageError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
     if device not in ("cpu", "cuda"):
         raise UsageError(f"device must be cpu or cuda, got {device!r}")
-    for name, v in (("--resolution", resolution), ("--batch", batch), ("--limit", limit)):
+    for name, v in (("--resolution", resolution), ("--batch", batch), ("--limit", limit), ("--start", start)):
         if v is not None and v < (32 if name == "--resolution" else 1):
             raise UsageError(
                 f"{name} must be {'at least 32' if name == '--resolution' else 'positive'}, got {v}"
@@ -54,7 +56,8 @@ def capacity(
             raise UsageError("--device cuda: CUDA is not available on this machine")
     cap = find_capacity(
         model, budget, mode=mode, resolution=resolution, batch=batch, limit=limit, device=device,
-        is_oom=is_oom, dtype=dtype, grad_checkpointing=grad_checkpointing,
+        is_oom=is_oom, dtype=dtype, grad_checkpointing=grad_checkpointing, start=start,
+        on_probe=_show_probe if verbose else None,
     )  # fmt: skip
     result = {"model": model, "mode": mode, "dtype": dtype, "device": device, "memory_bytes": budget}
     result |= {"fixed": {"resolution": resolution} if resolution else {"batch": batch or 1}}
@@ -63,6 +66,11 @@ def capacity(
         sys.stdout.write(json.dumps(result) + "\n")
         return
     _print(result)
+
+
+def _show_probe(p) -> None:
+    peak = "out of memory" if p.peak_mb is None else f"peak {p.peak_mb:.1f} MiB"
+    print(f"[capacity] {p.size}: {peak} ({'fits' if p.fits else p.status})", file=sys.stderr, flush=True)
 
 
 def _print(r: dict) -> None:
