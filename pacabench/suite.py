@@ -46,7 +46,8 @@ from .models.segmentation import HEADS
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
 METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.metrics)
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("fp32", "fp16", "bf16", "amp")  # amp: fp16 on CUDA, bf16 on a CPU (the row records which)
+AMP = {"cuda": "fp16", "cpu": "bf16"}
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {
     "name",
@@ -175,7 +176,7 @@ class Suite:
     description: str
     models: list[ModelEntry]
     resolutions: list[tuple[int, int]]
-    batch_sizes: list[int]
+    batch_sizes: list[int] | dict[str, list[int]]  # a mapping: per device ({cpu: [...], cuda: [...]})
     dtypes: list[str]
     device: str
     channels_last: bool
@@ -190,6 +191,9 @@ class Suite:
     grad_checkpointing: bool = False
     capacity: dict = field(default_factory=dict)
     batch_decay: bool = False
+
+    def _batch_sizes(self, device: str) -> list[int]:
+        return self.batch_sizes[device] if isinstance(self.batch_sizes, dict) else self.batch_sizes
 
     def latency_for(self, device: str) -> LatencySettings:
         base = {k: v for k, v in self.latency.items() if k in LATENCY_KEYS}
@@ -248,8 +252,9 @@ class Suite:
         out: list[Case] = []
         for m in self.models:
             res_list = list(m.resolutions) if m.resolutions else self.resolutions
-            bs_list = list(m.batch_sizes) if m.batch_sizes else self.batch_sizes
-            for r, b, dt, mode in _product(res_list, bs_list, self.dtypes, self.modes):
+            bs_list = list(m.batch_sizes) if m.batch_sizes else self._batch_sizes(dev)
+            dtypes = list(dict.fromkeys(AMP.get(dev, "fp32") if d == "amp" else d for d in self.dtypes))
+            for r, b, dt, mode in _product(res_list, bs_list, dtypes, self.modes):
                 # capacity is searched once per model × batch × dtype × mode, from the first resolution
                 mts = tuple(x for x in cost_metrics if x != "capacity" or r == res_list[0])
                 if mts:
@@ -278,7 +283,7 @@ class Suite:
                         model=m.name,
                         resolution=hw,
                         batch_size=int(cfg.get("batch_size", TASKS[task].batch_size)),
-                        dtype=self.dtypes[0],
+                        dtype=dtypes[0],
                         device=dev,
                         channels_last=self.channels_last,
                         compile=False,
@@ -448,7 +453,7 @@ class _Parser:
         name = self.name()
         models = self.models()
         res = self.resolutions(data.get("resolutions", [224]), ("resolutions",))
-        bss = self.pos_ints(data.get("batch_sizes", [1]), ("batch_sizes",), "batch_sizes")
+        bss = self.batch_sizes(data.get("batch_sizes", [1]))
         dtypes = self.dtypes()
         device = data.get("device", "auto")
         if device not in DEVICES:
@@ -550,6 +555,17 @@ class _Parser:
             except ResolutionError as e:
                 self.fail(path + (i,), f"bad resolution: {e}")
         return out
+
+    def batch_sizes(self, value) -> list[int] | dict[str, list[int]]:
+        """A list, or per device: ``{cpu: [8], cuda: [64, 128]}`` (a reduced CPU protocol)."""
+        if not isinstance(value, dict):
+            return self.pos_ints(value, ("batch_sizes",), "batch_sizes")
+        for k in value:
+            if k not in ("cpu", "cuda"):
+                self.fail(("batch_sizes", k), f"batch_sizes per device: cpu and cuda only, got '{k}'")
+        if set(value) != {"cpu", "cuda"}:
+            self.fail(("batch_sizes",), "batch_sizes per device needs both cpu and cuda")
+        return {k: self.pos_ints(v, ("batch_sizes", k), f"batch_sizes.{k}") for k, v in value.items()}
 
     def pos_ints(self, value, path, what) -> list[int]:
         if not isinstance(value, list) or not value:

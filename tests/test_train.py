@@ -282,3 +282,33 @@ def test_resume_finds_a_decayed_case_done(tmp_path, monkeypatch):
     assert [r.batch_size_used for r in first.rows] == [4]
     again = runner.run_suite(suite, run_dir, isolate=False)
     assert again.rows == [] and again.skipped_done == 1
+
+
+def test_paper_throughput_suite_protocol_per_device():
+    from pacabench.suite import load_suite
+
+    suite = load_suite("suites/paper_throughput.yaml")
+    gpu, cpu = suite.cases("cuda"), suite.cases("cpu")
+    assert {(c.batch_size, c.dtype) for c in gpu} == {(64, "fp16"), (128, "fp16")}
+    assert {(c.batch_size, c.dtype) for c in cpu} == {(8, "bf16")}  # reduced on a CPU
+    assert all(
+        c.channels_last and c.batch_decay and c.mode == "inference" and c.resolution == (224, 224)
+        for c in gpu + cpu
+    )
+    assert (gpu[0].latency.warmup, gpu[0].latency.iters) == (50, 30)
+    assert (cpu[0].latency.warmup, cpu[0].latency.iters) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "msg"),
+    [
+        ("{cpu: [8]}", "needs both cpu and cuda"),
+        ("{cpu: [8], tpu: [1]}", "cpu and cuda only"),
+        ("{cpu: [0], cuda: [1]}", "batch_sizes.cpu must be positive"),
+    ],
+)
+def test_per_device_batch_sizes_refused(value, msg):
+    from pacabench.suite import SuiteError, parse_suite
+
+    with pytest.raises(SuiteError, match=msg):
+        parse_suite(SUITE.replace("batch_sizes: [2]", f"batch_sizes: {value}"))
