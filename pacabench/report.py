@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import columns, metric
+from .report_train import CAPACITY_TITLE, TRAIN_TITLE, capacity_table, train_vs_inference_table
 from .sizes import res_label, tokens
 from .tables import markdown_table, md_cell, to_strings
 
@@ -258,6 +259,12 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
         sc = scaling_table(cost)
         if not sc.empty:
             secs.append(Section(SCALING_TITLE, sc, "{:.2f}"))
+        for title, tab in (
+            (TRAIN_TITLE, train_vs_inference_table(cost)),
+            (CAPACITY_TITLE, capacity_table(cost)),
+        ):
+            if not tab.empty:
+                secs.append(Section(title, tab, "{:.1f}"))
         ref = reference or _model_order(cost)[0]
         for m in columns(relative=True):
             if m in cost.columns and cost[m].notna().any():

@@ -312,3 +312,34 @@ def test_per_device_batch_sizes_refused(value, msg):
 
     with pytest.raises(SuiteError, match=msg):
         parse_suite(SUITE.replace("batch_sizes: [2]", f"batch_sizes: {value}"))
+
+
+def test_report_sections_train_side_by_side_capacity_and_fits():
+    import pandas as pd
+
+    from pacabench.report import report_sections
+    from pacabench.report_train import CAPACITY_TITLE, TRAIN_TITLE
+
+    base = {"task": "cost", "status": "ok", "batch_size": 1, "dtype": "fp32", "device": "cpu"}
+    rows = []
+    for r, scale in ((224, 1.0), (448, 4.0)):  # 4× the tokens
+        res = [r, r]
+        rows.append({**base, "model": "A", "resolution": res, "mode": "inference",
+                     "latency_ms_median": 10.0 * scale, "peak_mem_mb": 50.0 * scale})  # fmt: skip
+        rows.append({**base, "model": "A", "resolution": res, "mode": "train", "train_ms_median": 30.0 * scale,
+                     "train_peak_mb": 100.0 + 200.0 * scale, "train_state_mb": 100.0,
+                     "train_activation_mb": 200.0 * scale})  # fmt: skip
+    rows.append({**base, "model": "A", "resolution": [64, 64], "mode": "train", "capacity_resolution": 1376,
+                 "capacity_peak_mb": 4013.6, "capacity_budget_mb": 4096.0, "capacity_capped": False})  # fmt: skip
+    secs = {s.title: s.table for s in report_sections(pd.DataFrame(rows))}
+    tv = secs[TRAIN_TITLE]
+    assert tv.loc[("A", "448"), "train / inference"] == pytest.approx(3.0)
+    assert (
+        tv.loc[("A", "224"), "activations"] == 200.0 and tv.loc[("A", "224"), "weights+grads+AdamW"] == 100.0
+    )
+    assert tv.loc[("A", "448"), "inference peak"] == 200.0
+    cap = secs[CAPACITY_TITLE]
+    assert cap.loc[("A", "train", 1, "fp32"), "largest resolution"] == 1376
+    sc = next(t for k, t in secs.items() if k.startswith("Complexity scaling"))
+    assert sc.loc[("A", "train"), "train_latency_exp"] == pytest.approx(1.0)  # 4× tokens, 4× time
+    assert sc.loc[("A", "inference"), "latency_exp"] == pytest.approx(1.0)
