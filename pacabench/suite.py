@@ -133,6 +133,8 @@ class Case:
     def describe(self) -> str:
         extra = " cl" if self.channels_last else ""
         extra += " compile" if self.compile else ""
+        if self.mode != "inference":
+            extra += f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
         task = "" if self.task == "cost" else f"[{self.task}] "
         return f"{task}{self.model} {self.resolution[0]}x{self.resolution[1]} b{self.batch_size} {self.dtype}{extra}"
 

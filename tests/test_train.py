@@ -137,6 +137,7 @@ def test_modes_axis_keys_and_stability():
 
     cases = parse_suite(SUITE).cases()
     assert [c.mode for c in cases] == ["inference", "train"]
+    assert cases[1].describe() == "pvt_v2_b0 64x64 b2 fp32 train"
     inf, train = (c.key for c in cases)
     assert inf != train
     # an inference key is what it was before modes existed: old rows and baselines still join
