@@ -9,7 +9,8 @@ Rows written before a field existed still load: a missing checkpoint hash or kwa
 "none", so ``results/baselines/*.jsonl`` keep joining fresh runs.
 
 Its text form (``str(key)``) is readable and stable, e.g. ``cost|pvt_v2_b0|64x64|1|fp32|cpu|0|0``,
-with ``|ckpt=<path>@<hash>`` and ``|kw=<json>`` appended only when set; rows store it as ``case_id``.
+with ``|ckpt=<path>@<hash>``, ``|kw=<json>`` and ``|mode=train`` (``+gc``: gradient checkpointing)
+appended only when set; rows store it as ``case_id``. A row without ``mode`` is an inference row.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = ["CaseKey", "checkpoint_digest", "canonical_kwargs"]
@@ -51,6 +52,12 @@ def checkpoint_digest(path: str | os.PathLike | None) -> str | None:
         return None
 
 
+def _decayed(d: dict[str, Any]) -> int | None:
+    """The batch a row ran at when batch decay made it smaller than the requested one."""
+    used, asked = d.get("batch_size_used"), int(d.get("batch_size") or 1)
+    return int(used) if used and int(used) != asked else None
+
+
 @dataclass(frozen=True)
 class CaseKey:
     task: str
@@ -65,6 +72,9 @@ class CaseKey:
     checkpoint: str | None = None
     checkpoint_sha: str | None = None
     kwargs: str = ""  # canonical JSON (canonical_kwargs)
+    mode: str = "inference"  # inference | train (a train step: forward, backward, AdamW)
+    grad_checkpointing: bool = False  # train mode with activation checkpointing
+    batch_used: int | None = None  # batch decay: the smaller batch a case ran at after an OOM
 
     @classmethod
     def from_row(cls, row: Any) -> CaseKey:
@@ -83,13 +93,22 @@ class CaseKey:
             checkpoint=d.get("checkpoint") or None,
             checkpoint_sha=d.get("checkpoint_sha") or None,
             kwargs=canonical_kwargs(d.get("kwargs")),
+            mode=str(d.get("mode") or "inference"),
+            grad_checkpointing=bool(d.get("grad_checkpointing")),
+            batch_used=_decayed(d),
         )
+
+    def requested(self) -> CaseKey:
+        """The key of the case as the suite asked for it (a decayed row's batch forgotten): resume
+        finds a decayed row's case done; compare never joins it with an undecayed row."""
+        return replace(self, batch_used=None) if self.batch_used is not None else self
 
     def row_fields(self) -> dict[str, Any]:
         """The key's fields as a row stores them (resolution a list, kwargs a mapping or None)."""
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["resolution"] = list(self.resolution)
         d["kwargs"] = json.loads(self.kwargs) if self.kwargs else None
+        d.pop("batch_used")  # rows store it as batch_size_used
         return d
 
     @property
@@ -104,6 +123,10 @@ class CaseKey:
             parts.append(f"ckpt={self.checkpoint}@{self.checkpoint_sha or 'none'}")
         if self.kwargs:
             parts.append(f"kw={self.kwargs}")
+        if self.mode != "inference":  # inference keys stay as they were before modes existed
+            parts.append(f"mode={self.mode}" + ("+gc" if self.grad_checkpointing else ""))
+        if self.batch_used is not None:
+            parts.append(f"decayed={self.batch_used}")
         return "|".join(parts)
 
     def label(self) -> str:
@@ -113,6 +136,9 @@ class CaseKey:
         if len(res) == 2 and res[0] == res[1]:
             r = str(res[0])
         extra = (" channels_last" if self.channels_last else "") + (" compile" if self.compile else "")
+        extra += (
+            "" if self.mode == "inference" else f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
+        )
         t = "" if self.task == "cost" else f"[{self.task}] "
         return f"{t}{self.model_label} {r} b{self.batch_size} {self.dtype} {self.device}{extra}"
 

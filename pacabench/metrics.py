@@ -29,6 +29,7 @@ __all__ = [
     "METRICS",
     "TASKS",
     "COST_MEASURES",
+    "OPTIONAL_COST_MEASURES",
     "MEASURES",
     "metric",
     "metrics_of",
@@ -93,6 +94,15 @@ def _round_sizes(rec: Any) -> list[int] | None:
     return list(rec.round_sizes) or None
 
 
+def _round_train_samples(rec: Any) -> list[float] | None:
+    return None if rec.latency is None else _round_samples(rec.latency)
+
+
+def _probes(rec: Any) -> list[list]:
+    """[size, peak MiB or None, status] per probe of a capacity search."""
+    return [[p.size, None if p.peak_mb is None else round(p.peak_mb, 1), p.status] for p in rec.probes]
+
+
 _GFLOPS_TITLE = "GFLOPs (1 MAC = 1 FLOP, fvcore, batch 1, attention counted)"
 _GFLOPS_TORCH_TITLE = "GFLOPs, torch counter (1 MAC = 1 FLOP, FlopCounterMode, batch 1)"
 _LAT = {"measure": "latency", "fmt": "{:.2f}", "unit": "ms"}
@@ -155,6 +165,30 @@ _TABLE: list[Metric] = [
     Metric("peak_mem_reserved_mb", "memory", "info", source="reserved_mb"),
     Metric("mem_kind", "memory", "info", type=str, source="kind", csv=True),
     Metric("resident_mem_mb", "memory", "info", source="resident_mb"),
+    # --- cost in train mode (suite ``modes: [train]``): one AdamW step, pacabench.measure.train
+    Metric("train_ms_median", "train", "noisy", "Train step, median (ms per batch)", "ms", source="median_ms",
+           spread="train_ms_iqr", samples="train_ms_samples", table=True, fit="train_latency_exp", csv=True,
+           compare=True, tolerance={"cpu": 0.5, "cuda": 0.15}, load_sensitive=True),
+    Metric("train_ms_iqr", "train", "info", unit="ms", source="iqr_ms", csv=True),
+    Metric("train_ms_p90", "train", "info", unit="ms", source="p90_ms"),
+    Metric("train_ms_samples", "train", "info", type=list, source=_round_train_samples),
+    Metric("train_img_s", "train", "info", "Train throughput (images/s)", "img/s", "{:.1f}",
+           source="throughput_img_s", csv=True),
+    Metric("train_peak_mb", "train", "noisy", "Train step peak memory (MiB)", "MiB", "{:.1f}", source="peak_mb",
+           table=True, fit="train_memory_exp", csv=True, compare=True, compare_fmt="{:.1f}",
+           tolerance={"cpu": 0.1, "cuda": 0.1}),
+    Metric("train_state_mb", "train", "info", "Weights + grads + AdamW state (MiB)", "MiB", "{:.1f}",
+           source="state_mb", csv=True),
+    Metric("train_activation_mb", "train", "info", "Train activations (MiB)", "MiB", "{:.1f}",
+           source="activation_mb", csv=True),
+    Metric("train_mem_kind", "train", "info", type=str, source="mem_kind"),
+    # --- capacity (suite ``metrics: [capacity]``): the largest resolution that fits, pacabench.capacity
+    Metric("capacity_resolution", "capacity", "info", "Largest resolution that fits", "px", "{:.0f}", int,
+           source="answer", csv=True),
+    Metric("capacity_peak_mb", "capacity", "info", "Peak at it (MiB)", "MiB", "{:.1f}", source="peak_mb"),
+    Metric("capacity_budget_mb", "capacity", "info", "Budget (MiB)", "MiB", "{:.0f}", source="budget_mb"),
+    Metric("capacity_capped", "capacity", "info", type=bool, source="capped"),
+    Metric("capacity_probes", "capacity", "info", type=list, source=_probes),
     # --- accuracy
     _acc("top1", "imagenet", csv=True), _acc("top5", "imagenet", csv=True),
     _acc("miou", "ade20k", csv=True), _acc("macc", "ade20k"), _acc("aacc", "ade20k"),
@@ -176,7 +210,9 @@ TASKS: dict[str, Task] = {t.name: t for t in [
 METRICS: dict[str, Metric] = {m.column: m for m in _TABLE}
 # the suite's ``metrics:`` names, in order: cost measurements, then accuracy tasks
 COST_MEASURES: tuple[str, ...] = ("params", "flops", "latency", "memory")
-MEASURES: tuple[str, ...] = COST_MEASURES + tuple(TASKS)
+# cost measurements a suite asks for by name only (not in the default ``metrics``)
+OPTIONAL_COST_MEASURES: tuple[str, ...] = ("capacity",)
+MEASURES: tuple[str, ...] = COST_MEASURES + OPTIONAL_COST_MEASURES + tuple(TASKS)
 
 
 def metric(column: str) -> Metric:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .intervals import exponent_intervals, relative_intervals
 from .metrics import columns, metric
+from .report_train import CAPACITY_TITLE, TRAIN_TITLE, capacity_table, train_vs_inference_table
 from .sizes import res_label, tokens
 from .tables import markdown_table, md_cell, to_strings
 
@@ -57,10 +58,13 @@ def cost_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+_MODE_COLS = ("mode", "grad_checkpointing")  # train vs inference rows of one run
+
+
 def group_cols(df: pd.DataFrame) -> list[str]:
     """Model plus whichever of batch/dtype/device/... vary in this run."""
     cols = ["model"]
-    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl"):
+    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl", *_MODE_COLS):
         if c in df.columns and df[c].astype(str).nunique() > 1:
             cols.append(c)
     return cols
@@ -146,6 +150,8 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     df["tokens"] = df["resolution"].map(tokens)
     idx = group_cols(df)
+    # train-mode fits only where the run has train rows (inference-only reports stay as they were)
+    fitted = [m for m in _FITTED if metric(m).measure != "train" or (m in df.columns and df[m].notna().any())]
     rows = []
     for key, g in df.groupby(idx, sort=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -158,7 +164,7 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
         if "resident_mem_mb" in g.columns and g["resident_mem_mb"].notna().any():
             # activation memory: what the forward adds on top of weights and input
             g = g.assign(_act_mem=g["peak_mem_mb"] - g["resident_mem_mb"])
-        for col, name in (*((m, metric(m).fit) for m in _FITTED), ("_act_mem", "act_memory_exp")):
+        for col, name in (*((m, metric(m).fit) for m in fitted), ("_act_mem", "act_memory_exp")):
             if col in g.columns and g[col].notna().any():
                 sub = g[g[col].notna()]
                 rec[name] = fit_exponent(sub["tokens"].tolist(), sub[col].astype(float).tolist())
@@ -256,6 +262,12 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
             sc = exponent_intervals(sc, cost, m)
         if not sc.empty:
             secs.append(Section(SCALING_TITLE, sc, "{:.2f}"))
+        for title, tab in (
+            (TRAIN_TITLE, train_vs_inference_table(cost)),
+            (CAPACITY_TITLE, capacity_table(cost)),
+        ):
+            if not tab.empty:
+                secs.append(Section(title, tab, "{:.1f}"))
         ref = reference or _model_order(cost)[0]
         for m in columns(relative=True):
             if m in cost.columns and cost[m].notna().any():

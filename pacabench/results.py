@@ -90,6 +90,10 @@ def _row_fields() -> list[tuple[str, Any, Any]]:
             str,
             "sdpa",
         ),  # sdpa (fused, ours) | explicit (attention map materialised, as the authors')
+        ("mode", str, "inference"),  # inference | train (pacabench.measure.train)
+        ("grad_checkpointing", bool, False),  # train mode with activation checkpointing
+        ("batch_decay", bool, False),  # a case that runs out of memory retries at smaller batches
+        ("batch_size_used", int | None, None),  # with batch_decay: the batch it ran at
         ("status", str, "ok"),  # ok | oom | error | skipped
         ("error", str | None, None),
     ]
@@ -259,7 +263,7 @@ class RunDir:
         return read_rows(self.rows_path) if self.rows_path.exists() else []
 
     def done_keys(self) -> set[CaseKey]:
-        return {row_key(r) for r in self.rows()}
+        return {row_key(r).requested() for r in self.rows()}
 
     def repair_torn_tail(self) -> str | None:
         """Move an unterminated or unparsable last line of rows.jsonl (a run killed mid-write,

@@ -32,12 +32,14 @@ from typing import Any
 
 import torch
 
+from .capacity import case_capacity
 from .eval.common import autocast
 from .measure.flops import count_params
 from .measure.flops_torch import count_flops_as
 from .measure.kernels import gemm_peak, kernel_record, row_efficiency
 from .measure.latency import measure_latency, measure_rounds
 from .measure.memory import measure_peak_memory, resident_bytes
+from .measure.train import train_case
 from .metrics import TASKS, metrics_of
 from .models import ResolutionError, create_model, get_spec
 from .results import Row, RunDir, row_key
@@ -181,6 +183,8 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
     if "flops" in case.metrics:
         _measure_flops(case, model, row, state)
 
+    if "capacity" in case.metrics:
+        _fill(row, "capacity", case_capacity(case, is_oom))
     if not {"latency", "memory"} & set(case.metrics):
         return
     model = model.to(dev)
@@ -189,6 +193,12 @@ def _run_cost(case: Case, row: Row, state: RunState) -> None:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     fwd_model = torch.compile(model) if case.compile else model
+    if case.mode == "train":
+        rec = train_case(fwd_model, x, case, first=not state.warm)
+        state.warm = True
+        _fill(row, "train", rec)
+        row.loadavg_1m = rec.latency.loadavg_1m if rec.latency else None
+        return
 
     forward = functools.partial(_forward, fwd_model, x, case.dtype, dev)
     warmup = case.latency.warmup
@@ -262,8 +272,26 @@ def _run_eval(case: Case, row: Row) -> None:
 def run_case(case: Case, state: RunState | None = None) -> Row:
     """Measure one case in this process; never raises for a failing model (KeyboardInterrupt aside).
 
-    ``state``: carried from case to case by ``run_suite`` (a fresh one when not given)."""
+    ``state``: carried from case to case by ``run_suite`` (a fresh one when not given).
+    ``case.batch_decay``: a case that runs out of memory is measured again at smaller batches
+    (timm's ``decay_batch_step``: 128, 96, 64, 48, ...); the row keeps the requested batch and
+    records ``batch_size_used`` (its key then says ``decayed=N``)."""
     state = state if state is not None else RunState()
+    row = _run_case_once(case, state)
+    if not case.batch_decay:
+        return row
+    from timm.utils import decay_batch_step
+
+    batch = case.batch_size
+    while row.status == "oom" and (batch := decay_batch_step(batch)) >= 1:
+        row = _run_case_once(replace(case, batch_size=batch), state)
+    row.batch_size, row.batch_size_used = case.batch_size, batch if row.status != "oom" else None
+    row.batch_decay = True
+    row.case_id = str(row_key(row))
+    return row
+
+
+def _run_case_once(case: Case, state: RunState) -> Row:
     if case.threads:
         torch.set_num_threads(case.threads)
     row = _base_row(case)
@@ -409,7 +437,7 @@ def run_suite(
     with the cases to run, ``on_case`` before each, ``on_row`` after each row is written.
     """
     cases, _ = suite.expand(device, max_cases)
-    done = {row_key(r): r for r in run_dir.rows()}
+    done = {row_key(r).requested(): r for r in run_dir.rows()}
     todo = [c for c in cases if c.key not in done or _missing(c, done[c.key], refill)]
     summary = RunSummary(run_dir)
     summary.skipped_done = len(cases) - len(todo)
@@ -469,7 +497,7 @@ def _refill_row(case: Case, old: dict[str, Any], metrics: tuple[str, ...], fn, r
     if new.status != "ok":
         merged["status"], merged["error"] = new.status, f"{', '.join(metrics)}: {new.error}"
     rows = run_dir.rows()
-    rows = [merged if row_key(r) == case.key else r for r in rows]
+    rows = [merged if row_key(r).requested() == case.key else r for r in rows]
     run_dir.replace_rows(rows, [old])
     return Row.from_dict(merged)
 

@@ -14,7 +14,10 @@ A suite file::
     channels_last: false
     compile: false                      # torch.compile before timing
     threads: null                       # torch.set_num_threads on CPU
-    metrics: [params, flops, latency, memory]
+    metrics: [params, flops, latency, memory]   # + capacity (largest resolution that fits)
+    modes: [inference]                  # inference | train (forward + backward + AdamW step)
+    grad_checkpointing: false           # train mode: activation checkpointing
+    capacity: {memory: 4GiB, limit: 2048}   # the budget of metric capacity (and its largest size)
     counter: fvcore                     # FLOP counter: fvcore | torch | both (gflops_torch beside gflops)
     latency: {warmup: 2, iters: 10, min_iters: 3, time_budget_s: 5,
               cuda: {warmup: 10, iters: 50}}   # per-device overrides
@@ -40,14 +43,15 @@ import yaml
 from .casekey import CaseKey, checkpoint_digest
 from .errors import PacabenchError
 from .executors.config import ExecutorConfig, parse_executor_block
-from .metrics import COST_MEASURES, MEASURES, TASKS
+from .metrics import COST_MEASURES, MEASURES, OPTIONAL_COST_MEASURES, TASKS
 from .models import ResolutionError, UnknownModelError, get_spec, to_hw
 from .models.segmentation import HEADS
 
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
 METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.metrics)
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("fp32", "fp16", "bf16", "amp")  # amp: fp16 on CUDA, bf16 on a CPU (the row records which)
+AMP = {"cuda": "fp16", "cpu": "bf16"}
 DEVICES = ("auto", "cpu", "cuda")
 COUNTERS = ("fvcore", "torch", "both")  # the FLOP counters (pacabench.measure.flops_torch.count_flops_as)
 TOP_KEYS = {
@@ -67,7 +71,13 @@ TOP_KEYS = {
     "isolate",
     "counter",
     "executor",
+    "modes",
+    "grad_checkpointing",
+    "capacity",
+    "batch_decay",
 }
+MODES = ("inference", "train")
+CAPACITY_KEYS = {"memory", "limit"}
 MAX_NAME = 100  # the suite name names a folder
 MODEL_KEYS = {"name", "checkpoint", "resolutions", "batch_sizes", "clusters", "label", "kwargs", "head"}
 LATENCY_KEYS = {"warmup", "iters", "min_iters", "time_budget_s", "rounds", "interleave"}
@@ -120,6 +130,10 @@ class Case:
     eval_config: dict = field(default_factory=dict, hash=False, compare=False)
     head: str | None = None
     counter: str = "fvcore"  # FLOP counter: fvcore | torch | both
+    mode: str = "inference"  # inference | train
+    grad_checkpointing: bool = False
+    capacity: dict = field(default_factory=dict, hash=False, compare=False)  # {memory: bytes, limit}
+    batch_decay: bool = False  # out of memory: retry at smaller batches (timm's decay_batch_step)
 
     @property
     def key(self) -> CaseKey:
@@ -129,6 +143,8 @@ class Case:
     def describe(self) -> str:
         extra = " cl" if self.channels_last else ""
         extra += " compile" if self.compile else ""
+        if self.mode != "inference":
+            extra += f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
         task = "" if self.task == "cost" else f"[{self.task}] "
         return f"{task}{self.model} {self.resolution[0]}x{self.resolution[1]} b{self.batch_size} {self.dtype}{extra}"
 
@@ -151,6 +167,10 @@ class Case:
             "eval_config": self.eval_config,
             "head": self.head,
             "counter": self.counter,
+            "mode": self.mode,
+            "grad_checkpointing": self.grad_checkpointing,
+            "capacity": self.capacity,
+            "batch_decay": self.batch_decay,
         }
 
     @classmethod
@@ -169,7 +189,7 @@ class Suite:
     description: str
     models: list[ModelEntry]
     resolutions: list[tuple[int, int]]
-    batch_sizes: list[int]
+    batch_sizes: list[int] | dict[str, list[int]]  # a mapping: per device ({cpu: [...], cuda: [...]})
     dtypes: list[str]
     device: str
     channels_last: bool
@@ -182,6 +202,13 @@ class Suite:
     source_text: str = ""
     counter: str = "fvcore"  # FLOP counter of the flops metric
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # how, not what: not in digest()
+    modes: list[str] = field(default_factory=lambda: ["inference"])
+    grad_checkpointing: bool = False
+    capacity: dict = field(default_factory=dict)
+    batch_decay: bool = False
+
+    def _batch_sizes(self, device: str) -> list[int]:
+        return self.batch_sizes[device] if isinstance(self.batch_sizes, dict) else self.batch_sizes
 
     def latency_for(self, device: str) -> LatencySettings:
         base = {k: v for k, v in self.latency.items() if k in LATENCY_KEYS}
@@ -204,6 +231,14 @@ class Suite:
             d.pop(k)
         if d.get("counter") == "fvcore":  # the default: digests of suites written before it stay
             d.pop("counter")
+        for k, default in (
+            ("modes", ["inference"]),
+            ("grad_checkpointing", False),
+            ("capacity", {}),
+            ("batch_decay", False),
+        ):
+            if d[k] == default:  # suites written before these keys keep their digest
+                d.pop(k)
         text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -230,34 +265,27 @@ class Suite:
         """Expand to cases (duplicates included), in order: model, resolution, batch, dtype; then eval tasks."""
         dev = self.resolved_device(device)
         lat = self.latency_for(dev)
-        cost_metrics = tuple(m for m in self.metrics if m in COST_MEASURES)
+        cost_metrics = tuple(m for m in self.metrics if m in COST_MEASURES + OPTIONAL_COST_MEASURES)
         out: list[Case] = []
         for m in self.models:
             res_list = list(m.resolutions) if m.resolutions else self.resolutions
-            bs_list = list(m.batch_sizes) if m.batch_sizes else self.batch_sizes
-            if cost_metrics:
-                for r in res_list:
-                    for b in bs_list:
-                        for dt in self.dtypes:
-                            out.append(
-                                Case(
-                                    suite=self.name,
-                                    model=m.name,
-                                    resolution=r,
-                                    batch_size=b,
-                                    dtype=dt,
-                                    device=dev,
-                                    channels_last=self.channels_last,
-                                    compile=self.compile,
-                                    metrics=cost_metrics,
-                                    latency=lat,
-                                    threads=self.threads,
-                                    checkpoint=m.checkpoint,
-                                    kwargs=dict(m.kwargs),
-                                    head=m.head,
-                                    counter=self.counter,
-                                )
-                            )
+            bs_list = list(m.batch_sizes) if m.batch_sizes else self._batch_sizes(dev)
+            dtypes = list(dict.fromkeys(AMP.get(dev, "fp32") if d == "amp" else d for d in self.dtypes))
+            for r, b, dt, mode in _product(res_list, bs_list, dtypes, self.modes):
+                # capacity is searched once per model × batch × dtype × mode, from the first resolution
+                mts = tuple(x for x in cost_metrics if x != "capacity" or r == res_list[0])
+                if mts:
+                    out.append(
+                        Case(
+                            suite=self.name, model=m.name, resolution=r, batch_size=b, dtype=dt,
+                            device=dev, channels_last=self.channels_last, compile=self.compile,
+                            metrics=mts, latency=lat, threads=self.threads, checkpoint=m.checkpoint,
+                            kwargs=dict(m.kwargs), head=m.head, counter=self.counter, mode=mode,
+                            grad_checkpointing=self.grad_checkpointing and mode == "train",
+                            capacity=dict(self.capacity) if "capacity" in mts else {},
+                            batch_decay=self.batch_decay,
+                        )
+                    )  # fmt: skip
             for task, cfg in self.eval.items():
                 if task not in self.metrics and cost_metrics:
                     continue
@@ -272,7 +300,7 @@ class Suite:
                         model=m.name,
                         resolution=hw,
                         batch_size=int(cfg.get("batch_size", TASKS[task].batch_size)),
-                        dtype=self.dtypes[0],
+                        dtype=dtypes[0],
                         device=dev,
                         channels_last=self.channels_last,
                         compile=False,
@@ -287,6 +315,13 @@ class Suite:
                     )
                 )
         return out
+
+
+def _product(*axes):
+    """Every combination, the first axis slowest (resolution, batch, dtype, mode)."""
+    import itertools
+
+    return itertools.product(*axes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,7 +470,7 @@ class _Parser:
         name = self.name()
         models = self.models()
         res = self.resolutions(data.get("resolutions", [224]), ("resolutions",))
-        bss = self.pos_ints(data.get("batch_sizes", [1]), ("batch_sizes",), "batch_sizes")
+        bss = self.batch_sizes(data.get("batch_sizes", [1]))
         dtypes = self.dtypes()
         device = data.get("device", "auto")
         if device not in DEVICES:
@@ -452,6 +487,7 @@ class _Parser:
         counter = data.get("counter", "fvcore")
         if counter not in COUNTERS:
             fail(("counter",), f"counter must be one of {', '.join(COUNTERS)}, got {counter!r}"[:200])
+        modes, capacity = self.modes(), self.capacity(metrics)
         return Suite(
             name=name,
             path=self.filename,
@@ -471,7 +507,50 @@ class _Parser:
             source_text=text,
             counter=counter,
             executor=parse_executor_block(data.get("executor"), fail),
+            modes=modes,
+            grad_checkpointing=self.boolean("grad_checkpointing"),
+            capacity=capacity,
+            batch_decay=self.boolean("batch_decay"),
         )
+
+    def modes(self) -> list[str]:
+        modes = self.data.get("modes", ["inference"])
+        if not isinstance(modes, list) or not modes or len(set(map(str, modes))) != len(modes):
+            self.fail(
+                ("modes",),
+                f"modes must be a non-empty list of {', '.join(MODES)} (no repeats), got {modes!r}"[:200],
+            )
+        for i, mode in enumerate(modes):
+            if mode not in MODES:
+                self.fail(("modes", i), f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if self.data.get("grad_checkpointing") and "train" not in modes:
+            self.fail(("grad_checkpointing",), "grad_checkpointing needs 'train' in modes")
+        return list(modes)
+
+    def capacity(self, metrics: list[str]) -> dict:
+        """The ``capacity`` block: ``memory`` (a size such as 4GiB; bytes stored), ``limit``."""
+        from .capacity import parse_memory
+
+        cap = self.data.get("capacity")
+        if cap is None:
+            if "capacity" in metrics:
+                self.fail(("metrics",), "metric 'capacity' needs a budget: capacity: {memory: 4GiB}")
+            return {}
+        if not isinstance(cap, dict) or "memory" not in cap:
+            self.fail(("capacity",), "capacity must be a mapping with 'memory: <size>' (e.g. 4GiB)")
+        for k, v in cap.items():
+            if k not in CAPACITY_KEYS:
+                self.fail(
+                    ("capacity", k),
+                    f"unknown capacity key '{k}' (allowed: {', '.join(sorted(CAPACITY_KEYS))})",
+                )
+            if k == "limit" and not _is_int(v, 64):
+                self.fail(("capacity", k), f"capacity.limit must be an int >= 64 (pixels), got {v!r}")
+        try:
+            memory = parse_memory(str(cap["memory"]))
+        except PacabenchError as e:
+            self.fail(("capacity", "memory"), f"capacity.{e}")
+        return {"memory": memory, **({"limit": cap["limit"]} if "limit" in cap else {})}
 
     def name(self) -> str:
         name = self.data.get("name") or Path(self.filename).stem
@@ -498,6 +577,17 @@ class _Parser:
             except ResolutionError as e:
                 self.fail(path + (i,), f"bad resolution: {e}")
         return out
+
+    def batch_sizes(self, value) -> list[int] | dict[str, list[int]]:
+        """A list, or per device: ``{cpu: [8], cuda: [64, 128]}`` (a reduced CPU protocol)."""
+        if not isinstance(value, dict):
+            return self.pos_ints(value, ("batch_sizes",), "batch_sizes")
+        for k in value:
+            if k not in ("cpu", "cuda"):
+                self.fail(("batch_sizes", k), f"batch_sizes per device: cpu and cuda only, got '{k}'")
+        if set(value) != {"cpu", "cuda"}:
+            self.fail(("batch_sizes",), "batch_sizes per device needs both cpu and cuda")
+        return {k: self.pos_ints(v, ("batch_sizes", k), f"batch_sizes.{k}") for k, v in value.items()}
 
     def pos_ints(self, value, path, what) -> list[int]:
         if not isinstance(value, list) or not value:

@@ -7,23 +7,28 @@ import dataclasses
 import pytest
 
 from pacabench import compare, metrics, plots, report
+from pacabench.capacity import Capacity
 from pacabench.cli._report import FORMATS
 from pacabench.measure.flops import FlopsRecord
 from pacabench.measure.latency import LatencyRecord
 from pacabench.measure.memory import MemoryRecord
+from pacabench.measure.train import TrainRecord
 from pacabench.report_formats import RENDERERS
 from pacabench.results import ROW_FIELDS
 from pacabench.suite import METRICS as SUITE_METRICS
 
 RECORDS = {"flops": FlopsRecord, "latency": LatencyRecord, "memory": MemoryRecord}
+RECORDS |= {"train": TrainRecord, "capacity": Capacity}
 
 
 @pytest.mark.parametrize("m", list(metrics.METRICS.values()), ids=lambda m: m.column)
 def test_every_metric_is_wired(m):
     assert m.column in ROW_FIELDS
-    assert m.measure in SUITE_METRICS or m.measure == "accuracy"
+    assert m.measure in SUITE_METRICS or m.measure in ("accuracy", "train")  # train: suite modes
     if isinstance(m.source, str):  # the runner copies this attribute of the measure's record
-        assert m.source in {f.name for f in dataclasses.fields(RECORDS[m.measure])}
+        rec = RECORDS[m.measure]
+        fields = {f.name for f in dataclasses.fields(rec)}
+        assert m.source in fields or isinstance(getattr(rec, m.source, None), property)
     for col in (m.spread, m.samples):
         assert col is None or col in metrics.METRICS
     if m.compare:
@@ -38,9 +43,14 @@ def test_every_metric_is_wired(m):
 
 
 def test_tables_derived_from_it():
-    assert SUITE_METRICS == ("params", "flops", "latency", "memory", "imagenet", "ade20k", "coco")
+    assert SUITE_METRICS == ("params", "flops", "latency", "memory", "capacity", "imagenet", "ade20k", "coco")
     assert compare.EXACT_METRICS == ("params", "gflops", "gflops_torch")
-    assert compare.NOISY_METRICS == {"latency_ms_median": "latency_ms_iqr", "peak_mem_mb": None}
+    assert compare.NOISY_METRICS == {
+        "latency_ms_median": "latency_ms_iqr",
+        "peak_mem_mb": None,
+        "train_ms_median": "train_ms_iqr",
+        "train_peak_mb": None,
+    }
     assert compare.ACCURACY_METRICS[:3] == ("top1", "top5", "miou")
     assert compare.METRIC_GROUPS["latency"] == ("latency_ms_median",)
     assert list(report.METRICS) == [
@@ -52,6 +62,8 @@ def test_tables_derived_from_it():
         "achieved_gflops_s",
         "efficiency",
         "peak_mem_mb",
+        "train_ms_median",
+        "train_peak_mb",
     ]
     assert set(plots.ACCURACY_AXES) == set(metrics.TASKS)
     assert FORMATS == tuple(RENDERERS)

@@ -16,12 +16,12 @@ import os
 import sys
 
 from ..errors import PacabenchError
-from . import _cluster, _commands, _compare, _eval, _report, _run
+from . import _capacity, _cluster, _commands, _compare, _eval, _report, _run
 from ._app import app
 
 __all__ = ["app", "main"]
 
-for _module in (_run, _report, _commands, _compare, _eval, _cluster):
+for _module in (_run, _report, _commands, _compare, _eval, _cluster, _capacity):
     _module.register(app)
 
 

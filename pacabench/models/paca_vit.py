@@ -38,6 +38,7 @@ from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._pretrained import PretrainedCfg
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ._family import imagenet_cfg, init_transformer_weights
 
@@ -622,6 +623,13 @@ class PaCaViT(nn.Module):
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    grad_checkpointing = False
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward (non-reentrant ``torch.utils.checkpoint``)."""
+        self.grad_checkpointing = bool(enable)
+
     # ---- forward -----------------------------------------------------------------------------
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -637,7 +645,10 @@ class PaCaViT(nn.Module):
                 x, h, w = getattr(self, f"transition{s}")(x, h, w)
             z = teacher_z[s] if teacher_z is not None else None  # reset at every stage start
             for blk in getattr(self, f"stage{s + 1}"):
-                x, z = blk(x, h, w, z)
+                if self.grad_checkpointing and torch.is_grad_enabled():
+                    x, z = checkpoint(blk, x, h, w, z, use_reentrant=False)
+                else:
+                    x, z = blk(x, h, w, z)
             if teacher_outs is not None:
                 x = x + map_to_tokens(teacher_outs[s])
             x = getattr(self, f"norm{s + 1}")(x)

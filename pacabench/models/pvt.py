@@ -34,6 +34,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import FeatureInfo
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ._family import imagenet_cfg, init_transformer_weights
 
@@ -296,6 +297,13 @@ class PyramidVisionTransformer(nn.Module):
         ``cls_token``, final ``norm`` and ``head`` of a classification checkpoint."""
         return self.features_only and (key == "cls_token" or key.startswith(("head.", "norm.")))
 
+    grad_checkpointing = False
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward (non-reentrant ``torch.utils.checkpoint``)."""
+        self.grad_checkpointing = bool(enable)
+
     # ---- forward -----------------------------------------------------------------------
     def pos_embed_for(self, stage: int, hw: tuple[int, int], with_cls: bool = True) -> torch.Tensor:
         """Position embedding of ``stage`` (0-based) for a token grid ``hw``.
@@ -332,7 +340,10 @@ class PyramidVisionTransformer(nn.Module):
                 x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
             x = getattr(self, f"pos_drop{i + 1}")(x + self.pos_embed_for(i, hw, with_cls=with_cls))
             for blk in getattr(self, f"block{i + 1}"):
-                x = blk(x, hw)
+                if self.grad_checkpointing and torch.is_grad_enabled():
+                    x = checkpoint(blk, x, hw, use_reentrant=False)
+                else:
+                    x = blk(x, hw)
             if i < last:
                 x = x.reshape(B, hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous()
                 if collect:
