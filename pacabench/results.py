@@ -436,9 +436,9 @@ def load_run(path: str | os.PathLike):
             raise UsageError(f"{p}: no usable rows: {what}")
         sys.stderr.write(f"pacabench: warning: {p}: skipped {what}\n")
     df = pd.DataFrame(rows, columns=None)
-    for c in ROW_FIELDS:
-        if c not in df.columns:
-            df[c] = None
+    missing = [c for c in ROW_FIELDS if c not in df.columns]
+    if missing:  # one concat, not one insert per column (pandas warns past ~100 inserts)
+        df = pd.concat([df, pd.DataFrame(None, index=df.index, columns=missing, dtype=object)], axis=1)
     if len(df):
         df["res"] = df["resolution"].map(lambda r: "x".join(map(str, r)) if r else "")
     else:
