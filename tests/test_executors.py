@@ -14,6 +14,7 @@ from pacabench.cli import main
 from pacabench.executors.config import ExecutorConfig
 from pacabench.runner import run_case
 from pacabench.suite import SuiteError, load_suite, parse_suite
+from tests.test_reliability_run import _children
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -208,14 +209,6 @@ def test_local_job_past_its_timeout_is_an_error_row(tmp_path, monkeypatch):
     (row,) = _rows(run)
     assert row["status"] == "error" and "timed out" in row["error"]
     assert row["model"] == "pvt_v2_b0" and row["resolution"] == [64, 64] and row["executor"] == "local"
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
 
 
 @pytest.mark.slow
