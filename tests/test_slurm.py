@@ -14,6 +14,7 @@ import pytest
 from pacabench.cli import main
 from pacabench.runner import run_case
 from pacabench.suite import load_suite
+from tests.test_executors import FLOPS_SUITE
 
 
 def _cluster_up() -> bool:
@@ -31,13 +32,7 @@ pytestmark = [
     pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster (tests/cluster/local-slurm.sh start)"),
 ]
 
-SUITE = """\
-name: slurmsmoke
-models: [pvt_v2_b0]
-resolutions: [64, [64, 96], [96, 64]]
-device: cpu
-metrics: [params, flops]
-"""
+SUITE = FLOPS_SUITE.replace("name: exflops", "name: slurmsmoke")  # the executor tests' FLOPs-only suite
 
 
 def _rows(run: Path) -> dict[str, dict]:
