@@ -54,6 +54,7 @@ from .casekey import CaseKey
 from .errors import UsageError
 from .metrics import COST_MEASURES, METRICS, format_value
 from .metrics import metric as _metric
+from .paths import write_atomic
 from .stats import mann_whitney
 
 __all__ = [
@@ -612,14 +613,7 @@ def baseline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_baseline(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, p)
-    return p
+    return write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def baseline_path(baselines_dir: str | os.PathLike, suite: str, device: str = "cpu") -> Path:

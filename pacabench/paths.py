@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["check_output_path"]
+__all__ = ["check_output_path", "write_atomic"]
 
 
 def check_output_path(path: str | os.PathLike, kind: str = "file", what: str = "output") -> Path:
@@ -54,3 +54,17 @@ class OutputWriteError(UsageError):
     def __init__(self, message: str, result: dict):
         super().__init__(message)
         self.result = result
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a temp file beside ``path``, fsync it, then ``os.replace``: a reader
+    sees the whole old file or the whole new one, never a part."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+    return p

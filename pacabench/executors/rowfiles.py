@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..casekey import CaseKey
+from ..paths import write_atomic
 
 __all__ = ["ROWS_DIR", "row_file", "write_row_file", "read_row_file", "retire_row_file"]
 
@@ -23,13 +24,7 @@ def row_file(run_path: str | os.PathLike, key: CaseKey | str) -> Path:
 
 def write_row_file(path: Path, row: dict[str, Any]) -> None:
     """Temp file in the same folder, fsync, ``os.replace``: a reader sees the whole row or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(row, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(row))
 
 
 def read_row_file(path: Path) -> dict[str, Any] | None:
