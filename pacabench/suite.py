@@ -229,9 +229,8 @@ class Suite:
         d = asdict(self)
         for k in ("path", "source_text", "description", "executor"):
             d.pop(k)
-        if d.get("counter") == "fvcore":  # the default: digests of suites written before it stay
-            d.pop("counter")
         for k, default in (
+            ("counter", "fvcore"),
             ("modes", ["inference"]),
             ("grad_checkpointing", False),
             ("capacity", {}),
