@@ -8,8 +8,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from pacabench.models import create_model, set_attn_impl
-from pacabench.runner import run_case
-from pacabench.suite import Case, LatencySettings
+from pacabench.runs.runner import run_case
+from pacabench.spec.suite import Case, LatencySettings
 
 
 class _SoftmaxShapes(TorchFunctionMode):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pacabench.capacity import STRIDE, find_capacity, parse_memory, search
 from pacabench.errors import UsageError
+from pacabench.measure.capacity import STRIDE, find_capacity, parse_memory, search
 
 
 def _fake(limit_fn, calls):
@@ -93,7 +93,7 @@ def test_both_axes_refused():
 def test_real_cpu_run_brackets_the_budget():
     """pvt_v2_b0 inference at 64 px: the answer's measured peak is under the budget and the next
     batch's is over it."""
-    from pacabench.runner import is_oom
+    from pacabench.runs.runner import is_oom
 
     budget = 40 * 2**20
     cap = find_capacity("pvt_v2_b0", budget, mode="inference", resolution=64, limit=64, is_oom=is_oom)

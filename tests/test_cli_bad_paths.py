@@ -14,7 +14,7 @@ from PIL import Image
 from pacabench.cli import main
 from pacabench.errors import UsageError
 from pacabench.paths import check_output_path
-from pacabench.results import Row
+from pacabench.runs.results import Row
 from tests.test_eval_ade20k import make_ade
 from tests.test_eval_imagenet import make_imagefolder
 
@@ -87,7 +87,7 @@ def image(tmp_path):
 
 
 def test_clusters_refuses_bad_paths_before_building(image, places, capsys, monkeypatch):
-    import pacabench.clusters as cl
+    import pacabench.viz.clusters as cl
 
     def no_build(*a, **k):
         raise AssertionError("the model was built before the output path was checked")

@@ -9,14 +9,14 @@ import json
 import pytest
 import torch
 
-import pacabench.runner as runner
+import pacabench.runs.runner as runner
 from pacabench.cli import main
 from pacabench.measure.flops import count_flops
 from pacabench.measure.flops_torch import count_flops_torch
 from pacabench.models import create_model
-from pacabench.report import report_sections
-from pacabench.results import RunDir, load_run, read_rows
-from pacabench.suite import SuiteError, parse_suite
+from pacabench.reports.sections import report_sections
+from pacabench.runs.results import RunDir, load_run, read_rows
+from pacabench.spec.suite import SuiteError, parse_suite
 from tests.test_cli_bad_paths import one_error_line
 
 
@@ -202,7 +202,7 @@ def test_a_torch_counter_case_times_against_the_torch_count(tmp_path, monkeypatc
 
 def test_collect_env_goes_into_the_run_environment(monkeypatch, tmp_path):
     from pacabench.measure.kernels import collect_env_text
-    from pacabench.results import environment_record
+    from pacabench.runs.results import environment_record
 
     assert collect_env_text() is None  # PACABENCH_COLLECT_ENV=0 in the tests
     assert "collect_env" not in environment_record()

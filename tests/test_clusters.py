@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from pacabench.cli._commands import clusters as clusters_command
-from pacabench.clusters import cluster_assignment, render_cluster_map
 from pacabench.errors import UsageError
+from pacabench.viz.clusters import cluster_assignment, render_cluster_map
 
 TINY = "pacavit_tiny_p2cconv_100_0"
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pacabench.cli import main
-from pacabench.compare import (
+from pacabench.analysis.compare import (
     VOLATILE_FIELDS,
     Tolerances,
     baseline_rows,
@@ -20,6 +19,7 @@ from pacabench.compare import (
     parse_tolerances,
     render_comparison,
 )
+from pacabench.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -367,7 +367,7 @@ def test_run_never_touches_baselines(tmp_path):
 
 
 def test_several_runs_best_of_n_for_noisy_metrics(tmp_path):
-    from pacabench.compare import compare_runs
+    from pacabench.analysis.compare import compare_runs
 
     slow = base_rows()
     slow[0]["latency_ms_median"] = 30.0
@@ -454,10 +454,10 @@ def _timed_run(results: Path, run_id: str, monkeypatch, extra_s: float) -> Path:
     """Run TIMED with every forward of the model preceded by a sleep of ``extra_s``."""
     import time
 
-    import pacabench.runner as runner
+    import pacabench.runs.runner as runner
     from pacabench.models import create_model as real
-    from pacabench.results import RunDir
-    from pacabench.suite import parse_suite
+    from pacabench.runs.results import RunDir
+    from pacabench.spec.suite import parse_suite
 
     def slowed(name, **kw):
         model = real(name, **kw)

@@ -21,8 +21,8 @@ from pacabench.measure.flops import count_flops
 from pacabench.measure.latency import measure_latency
 from pacabench.measure.memory import measure_peak_memory
 from pacabench.models import create_model
-from pacabench.runner import run_case
-from pacabench.suite import Case, LatencySettings
+from pacabench.runs.runner import run_case
+from pacabench.spec.suite import Case, LatencySettings
 
 pytestmark = [
     pytest.mark.cuda,

@@ -1,5 +1,5 @@
 """Executors on submitit: the ``executor:`` block, DebugExecutor and LocalExecutor runs, collect,
-status and resume (pacabench.executors). The real-SLURM tests are in test_slurm.py."""
+status and resume (pacabench.runs.executors). The real-SLURM tests are in test_slurm.py."""
 
 import json
 import os
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from pacabench.cli import main
-from pacabench.executors.config import ExecutorConfig
-from pacabench.runner import run_case
-from pacabench.suite import SuiteError, load_suite, parse_suite
+from pacabench.runs.runner import run_case
+from pacabench.spec.executor import ExecutorConfig
+from pacabench.spec.suite import SuiteError, load_suite, parse_suite
 from tests.test_reliability_run import _children
 
 REPO = Path(__file__).resolve().parent.parent
@@ -240,7 +240,7 @@ def test_local_job_killed_with_sigkill_becomes_a_row(tmp_path):
 
 
 def _sub(tmp_path, job_id, log=None):
-    from pacabench.executors.jobstate import Submission
+    from pacabench.runs.executors.jobstate import Submission
 
     cases, _ = load_suite(_suite(tmp_path, ONE_CASE)).expand()
     stderr = tmp_path / f"{job_id}.err"
@@ -266,7 +266,7 @@ def _sub(tmp_path, job_id, log=None):
     ],
 )  # fmt: skip
 def test_slurm_states_from_squeue_then_the_log(tmp_path, monkeypatch, queue, log, state, status, fragment):
-    from pacabench.executors import collect, jobstate
+    from pacabench.runs.executors import collect, jobstate
 
     sub = _sub(tmp_path, "7_0", log)
     monkeypatch.setattr(jobstate, "_squeue", lambda ids: queue)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pacabench.suite import load_suite
+from pacabench.spec.suite import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "gpu" / "run.sh"

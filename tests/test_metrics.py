@@ -6,16 +6,19 @@ import dataclasses
 
 import pytest
 
-from pacabench import compare, metrics, plots, report
-from pacabench.capacity import Capacity
+from pacabench.analysis import compare
 from pacabench.cli._report import FORMATS
+from pacabench.measure.capacity import Capacity
 from pacabench.measure.flops import FlopsRecord
 from pacabench.measure.latency import LatencyRecord
 from pacabench.measure.memory import MemoryRecord
 from pacabench.measure.train import TrainRecord
-from pacabench.report_formats import RENDERERS
-from pacabench.results import ROW_FIELDS
-from pacabench.suite import METRICS as SUITE_METRICS
+from pacabench.reports import plots
+from pacabench.reports import sections as report
+from pacabench.reports.formats import RENDERERS
+from pacabench.runs.results import ROW_FIELDS
+from pacabench.spec import metrics
+from pacabench.spec.suite import METRICS as SUITE_METRICS
 
 RECORDS = {"flops": FlopsRecord, "latency": LatencyRecord, "memory": MemoryRecord}
 RECORDS |= {"train": TrainRecord, "capacity": Capacity}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pacabench.models import FAMILIES, count_params_of, create_model, list_models
-from pacabench.reference import load_reference
+from pacabench.reports.paper import load_reference
 
 SPECS = list_models()
 SIZES = [(64, 64), (64, 96)]

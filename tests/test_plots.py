@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pacabench.plots import (
+from pacabench.reports.plots import (
     accuracy_latency_figure,
     cost_figure,
     figure_png,

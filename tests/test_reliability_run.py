@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import pacabench.runner as runner
+import pacabench.runs.runner as runner
+from pacabench.analysis.compare import compare_rows
 from pacabench.cli import main
-from pacabench.compare import compare_rows
-from pacabench.results import RunDir, read_rows
-from pacabench.suite import load_suite, parse_suite
+from pacabench.runs.results import RunDir, read_rows
+from pacabench.spec.suite import load_suite, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,13 @@ import math
 import pandas as pd
 import pytest
 
-from pacabench.report import fit_exponent, metric_table, relative_table, render_markdown, scaling_table
+from pacabench.reports.sections import (
+    fit_exponent,
+    metric_table,
+    relative_table,
+    render_markdown,
+    scaling_table,
+)
 
 
 def _rows():

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from pacabench.cli import main
-from pacabench.reference import load_reference, paper_table, reference_models
-from pacabench.report_formats import latex_escape, render_html, render_latex, render_paper_table
-from pacabench.results import load_run
+from pacabench.reports.formats import latex_escape, render_html, render_latex, render_paper_table
+from pacabench.reports.paper import load_reference, paper_table, reference_models
+from pacabench.runs.results import load_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,7 +120,7 @@ def test_reference_data_is_labelled_and_names_known_models():
 
 
 def test_paper_table_suite_lists_the_reference_models():
-    from pacabench.suite import load_suite
+    from pacabench.spec.suite import load_suite
 
     s = load_suite(REPO / "suites" / "paper_table.yaml")
     assert [m.name for m in s.models] == reference_models()

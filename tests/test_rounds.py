@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
-import pacabench.runner as runner
+import pacabench.runs.runner as runner
 from pacabench.measure.latency import measure_rounds
-from pacabench.results import RunDir
-from pacabench.rounds import interleave_groups
-from pacabench.suite import SuiteError, parse_suite
+from pacabench.runs.results import RunDir
+from pacabench.runs.rounds import interleave_groups
+from pacabench.spec.suite import SuiteError, parse_suite
 
 SUITE = """\
 name: rounds
@@ -203,8 +203,8 @@ def _rows_with_rounds(seed=0):
 def test_report_shows_each_latency_ratio_with_its_interval_and_the_exponent_interval():
     import pandas as pd
 
-    from pacabench.report import render_markdown, report_sections
-    from pacabench.stats import exponent_ci, round_ratio_ci
+    from pacabench.analysis.stats import exponent_ci, round_ratio_ci
+    from pacabench.reports.sections import render_markdown, report_sections
 
     rows = _rows_with_rounds()
     df = pd.DataFrame(rows)
@@ -228,7 +228,7 @@ def test_report_shows_each_latency_ratio_with_its_interval_and_the_exponent_inte
 def test_report_without_samples_keeps_plain_ratios():
     import pandas as pd
 
-    from pacabench.report import report_sections
+    from pacabench.reports.sections import report_sections
 
     rows = [{k: v for k, v in r.items() if k not in ("latency_ms_samples", "latency_round_sizes")}
             for r in _rows_with_rounds()]  # fmt: skip
@@ -246,8 +246,8 @@ def test_cli_report_of_an_interleaved_run_shows_paca_over_swin_with_its_interval
     column only when there are two sizes (here one: absent)."""
     import re
 
+    from pacabench.analysis.stats import round_ratio_ci
     from pacabench.cli import main
-    from pacabench.stats import round_ratio_ci
 
     text = SUITE.replace("pvt_v2_b0", "swin_tiny_patch4_window7_224").replace("[64, 96]", "[64]")
     rd = RunDir(tmp_path / "run")

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from pacabench.cli import main
 from pacabench.errors import PacabenchError, UsageError
-from pacabench.report import render_markdown, run_summary
-from pacabench.report_formats import RENDERERS, Report
-from pacabench.results import load_run, read_rows
+from pacabench.reports.formats import RENDERERS, Report
+from pacabench.reports.sections import render_markdown, run_summary
+from pacabench.runs.results import load_run, read_rows
 
 GOOD = {
     "model": "pvt_v2_b0",

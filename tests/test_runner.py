@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-import pacabench.runner as runner
-from pacabench.results import RunDir, load_run, read_rows
-from pacabench.suite import parse_suite
+import pacabench.runs.runner as runner
+from pacabench.runs.results import RunDir, load_run, read_rows
+from pacabench.spec.suite import parse_suite
 
 SUITE = """\
 name: tiny

@@ -6,7 +6,7 @@ import pytest
 
 from pacabench.measure.flops import count_flops
 from pacabench.models import create_model
-from pacabench.report import scaling_table
+from pacabench.reports.sections import scaling_table
 
 SIZES = (224, 512, 1024)
 

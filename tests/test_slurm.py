@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pacabench.cli import main
-from pacabench.runner import run_case
-from pacabench.suite import load_suite
+from pacabench.runs.runner import run_case
+from pacabench.spec.suite import load_suite
 from tests.test_executors import FLOPS_SUITE
 
 

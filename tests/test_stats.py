@@ -1,4 +1,4 @@
-"""pacabench.stats.ratio_ci: the ratio of medians and its bootstrap interval."""
+"""pacabench.analysis.stats.ratio_ci: the ratio of medians and its bootstrap interval."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pacabench.stats import ratio_ci
+from pacabench.analysis.stats import ratio_ci
 
 
 def test_ratio_is_the_ratio_of_medians_and_lies_in_its_interval():
@@ -60,7 +60,7 @@ def test_mann_whitney_against_a_hand_computation():
     2 + 3 + 4 + 4.5 + 4.5). Mean 12.5; variance 25/12 · (11 − (3³−3)/(10·9))."""
     from statistics import NormalDist
 
-    from pacabench.stats import mann_whitney
+    from pacabench.analysis.stats import mann_whitney
 
     mw = mann_whitney([3, 5, 7, 9, 9], [1, 2, 4, 6, 9])
     assert mw.u == 18.0 and (mw.n_new, mw.n_base) == (5, 5)
@@ -72,7 +72,7 @@ def test_mann_whitney_against_a_hand_computation():
 
 
 def test_mann_whitney_separated_samples_and_ties():
-    from pacabench.stats import mann_whitney
+    from pacabench.analysis.stats import mann_whitney
 
     slow, fast = [13.0 + 0.1 * i for i in range(10)], [10.0 + 0.1 * i for i in range(10)]
     mw = mann_whitney(slow, fast)
@@ -89,7 +89,7 @@ def test_mann_whitney_separated_samples_and_ties():
     st.lists(st.integers(1, 6), min_size=1, max_size=12),
 )
 def test_mann_whitney_u_is_the_pair_count(new, base):
-    from pacabench.stats import mann_whitney
+    from pacabench.analysis.stats import mann_whitney
 
     pairs = sum((x > y) + 0.5 * (x == y) for x in new for y in base)
     assert mann_whitney(new, base).u == pytest.approx(pairs)
@@ -105,7 +105,7 @@ def _drifting(rng, ratio, drift, per_round):
 
 
 def test_paired_rounds_cancel_a_drift_that_widens_the_unpaired_interval():
-    from pacabench.stats import round_ratio_ci
+    from pacabench.analysis.stats import round_ratio_ci
 
     rng = np.random.default_rng(3)
     a, b, sizes = _drifting(rng, 0.8, [1.0, 1.6, 0.9, 2.2, 1.2, 1.0], 3)
@@ -118,7 +118,7 @@ def test_paired_rounds_cancel_a_drift_that_widens_the_unpaired_interval():
 
 
 def test_rounds_without_sizes_match_the_sample_bootstrap_in_width():
-    from pacabench.stats import round_ratio_ci
+    from pacabench.analysis.stats import round_ratio_ci
 
     rng = np.random.default_rng(5)
     a, b = rng.lognormal(0, 0.1, 60), rng.lognormal(0, 0.1, 60)
@@ -128,7 +128,7 @@ def test_rounds_without_sizes_match_the_sample_bootstrap_in_width():
 
 
 def test_round_sizes_must_add_up():
-    from pacabench.stats import round_ratio_ci, split_rounds
+    from pacabench.analysis.stats import round_ratio_ci, split_rounds
 
     assert [list(p) for p in split_rounds([1, 2, 3], [2, 1])] == [[1, 2], [3]]
     with pytest.raises(ValueError):
@@ -136,7 +136,7 @@ def test_round_sizes_must_add_up():
 
 
 def test_exponent_interval_holds_a_planted_slope():
-    from pacabench.stats import exponent_ci
+    from pacabench.analysis.stats import exponent_ci
 
     rng = np.random.default_rng(11)
     toks = [3136.0, 9216.0, 16384.0, 36864.0, 65536.0]
@@ -154,7 +154,7 @@ def test_exponent_interval_holds_a_planted_slope():
     "df,want", [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (30, 2.042), (200, 1.972)]
 )
 def test_t_quantile_matches_the_printed_table(df, want):
-    from pacabench.stats import t_quantile
+    from pacabench.analysis.stats import t_quantile
 
     assert t_quantile(0.95, df) == pytest.approx(want, abs=1.5e-3)
     assert t_quantile(0.99, 2) == pytest.approx(9.925, abs=1.5e-3)
@@ -163,7 +163,7 @@ def test_t_quantile_matches_the_printed_table(df, want):
 def test_few_rounds_widen_the_interval_to_the_t_interval_of_round_ratios():
     """3 rounds of one sample: per-round ratios 0.63, 0.64, 0.80 (measured here under load).
     The interval holds exp(mean ± t(2)·sd/√3) of their logs, beyond the rounds' own range."""
-    from pacabench.stats import round_ratio_ci
+    from pacabench.analysis.stats import round_ratio_ci
 
     a, b = [1289.0, 1249.0, 1441.0], [2046.0, 1956.0, 1806.0]
     ci = round_ratio_ci(a, b, [1, 1, 1], [1, 1, 1])

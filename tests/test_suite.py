@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pacabench.suite import SuiteError, load_suite, parse_suite
+from pacabench.spec.suite import SuiteError, load_suite, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 

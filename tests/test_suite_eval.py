@@ -4,10 +4,10 @@ import pytest
 import timm
 import torch
 
-import pacabench.runner as runner
+import pacabench.runs.runner as runner
 from pacabench.eval.imagenet import evaluate_imagenet
-from pacabench.results import RunDir
-from pacabench.suite import parse_suite
+from pacabench.runs.results import RunDir
+from pacabench.spec.suite import parse_suite
 from tests.test_eval_imagenet import MODEL, NUM_CLASSES, make_imagefolder
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pacabench.suite import SuiteError, load_suite, parse_suite
+from pacabench.spec.suite import SuiteError, load_suite, parse_suite
 
 LOCATED = re.compile(r"^bad\.yaml:\d+: \S")
 BASE = "models: [pvt_v2_b0]\ndevice: cpu\n"

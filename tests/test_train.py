@@ -132,8 +132,8 @@ latency: {warmup: 1, iters: 2, min_iters: 1}
 
 
 def test_modes_axis_keys_and_stability():
-    from pacabench.casekey import CaseKey
-    from pacabench.suite import load_suite, parse_suite
+    from pacabench.spec.casekey import CaseKey
+    from pacabench.spec.suite import load_suite, parse_suite
 
     cases = parse_suite(SUITE).cases()
     assert [c.mode for c in cases] == ["inference", "train"]
@@ -163,7 +163,7 @@ def test_modes_axis_keys_and_stability():
     ],
 )
 def test_suite_refuses_bad_modes_and_capacity(extra, line, msg):
-    from pacabench.suite import SuiteError, parse_suite
+    from pacabench.spec.suite import SuiteError, parse_suite
 
     text = SUITE.replace("modes: [inference, train]\n", "")
     with pytest.raises(SuiteError) as e:
@@ -172,15 +172,15 @@ def test_suite_refuses_bad_modes_and_capacity(extra, line, msg):
 
 
 def test_capacity_metric_needs_a_budget():
-    from pacabench.suite import SuiteError, parse_suite
+    from pacabench.spec.suite import SuiteError, parse_suite
 
     with pytest.raises(SuiteError, match="needs a budget"):
         parse_suite(SUITE.replace("metrics: [params, latency, memory]", "metrics: [capacity]"))
 
 
 def test_run_case_train_row_beside_inference_row():
-    from pacabench.runner import run_case
-    from pacabench.suite import parse_suite
+    from pacabench.runs.runner import run_case
+    from pacabench.spec.suite import parse_suite
 
     inf_case, train_case = parse_suite(SUITE).cases()
     inf, train = run_case(inf_case), run_case(train_case)
@@ -202,8 +202,8 @@ def test_run_case_train_row_beside_inference_row():
 
 
 def test_run_case_capacity_metric():
-    from pacabench.runner import run_case
-    from pacabench.suite import parse_suite
+    from pacabench.runs.runner import run_case
+    from pacabench.spec.suite import parse_suite
 
     text = SUITE.replace("metrics: [params, latency, memory]", "metrics: [capacity]")
     text = text.replace(
@@ -225,9 +225,9 @@ def test_batch_decay_records_the_batch_used_and_never_joins_an_undecayed_row(mon
     """A planted OOM above batch 24: batch 64 decays 64 → 48 → 32 → 24 (timm's steps)."""
     from dataclasses import replace
 
-    from pacabench import runner
-    from pacabench.casekey import CaseKey
-    from pacabench.suite import parse_suite
+    from pacabench.runs import runner
+    from pacabench.spec.casekey import CaseKey
+    from pacabench.spec.suite import parse_suite
 
     tried = []
 
@@ -263,9 +263,9 @@ def _oom_row(row):
 
 
 def test_resume_finds_a_decayed_case_done(tmp_path, monkeypatch):
-    from pacabench import runner
-    from pacabench.results import RunDir
-    from pacabench.suite import parse_suite
+    from pacabench.runs import runner
+    from pacabench.runs.results import RunDir
+    from pacabench.spec.suite import parse_suite
 
     def fake_once(case, state):
         row = runner._base_row(case)
@@ -286,7 +286,7 @@ def test_resume_finds_a_decayed_case_done(tmp_path, monkeypatch):
 
 
 def test_paper_throughput_suite_protocol_per_device():
-    from pacabench.suite import load_suite
+    from pacabench.spec.suite import load_suite
 
     suite = load_suite("suites/paper_throughput.yaml")
     gpu, cpu = suite.cases("cuda"), suite.cases("cpu")
@@ -309,7 +309,7 @@ def test_paper_throughput_suite_protocol_per_device():
     ],
 )
 def test_per_device_batch_sizes_refused(value, msg):
-    from pacabench.suite import SuiteError, parse_suite
+    from pacabench.spec.suite import SuiteError, parse_suite
 
     with pytest.raises(SuiteError, match=msg):
         parse_suite(SUITE.replace("batch_sizes: [2]", f"batch_sizes: {value}"))
@@ -318,8 +318,8 @@ def test_per_device_batch_sizes_refused(value, msg):
 def test_report_sections_train_side_by_side_capacity_and_fits():
     import pandas as pd
 
-    from pacabench.report import report_sections
-    from pacabench.report_train import CAPACITY_TITLE, TRAIN_TITLE
+    from pacabench.reports.sections import report_sections
+    from pacabench.reports.train import CAPACITY_TITLE, TRAIN_TITLE
 
     base = {"task": "cost", "status": "ok", "batch_size": 1, "dtype": "fp32", "device": "cpu"}
     rows = []

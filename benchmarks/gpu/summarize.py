@@ -4,7 +4,7 @@
 
 Prints markdown: for each pair (default PaCa-T ÷ Swin-T, PaCa-S ÷ Swin-S, PaCa-T ÷ PVT-T,
 PaCa-T ÷ PVTv2-b1), the ratio of median latencies at every resolution, batch and dtype, with a
-95% bootstrap interval from the rows' raw samples (``pacabench.stats.ratio_ci``); then peak and
+95% bootstrap interval from the rows' raw samples (``pacabench.analysis.stats.ratio_ci``); then peak and
 activation memory (peak − resident) of every model at the largest resolution of the run.
 """
 
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from pacabench.stats import ratio_ci
+from pacabench.analysis.stats import ratio_ci
 
 DEFAULT_PAIRS = (
     ("pacavit_tiny_p2cconv_100_0", "swin_tiny_patch4_window7_224"),

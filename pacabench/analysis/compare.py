@@ -1,17 +1,17 @@
 """Compare a run against a baseline: the regression check behind ``pacabench compare`` and CI.
 
-Rows are joined on the case key built from their fields (``pacabench.casekey.CaseKey``: task,
+Rows are joined on the case key built from their fields (``pacabench.spec.casekey.CaseKey``: task,
 model (+ head), resolution, batch size, dtype, device, channels_last, compile, checkpoint and its
 hash, kwargs) — never on ``case_id`` alone, so a baseline written by another run (or another
 machine) still lines up. Which columns are compared, and how, comes from the metric table
-(``pacabench.metrics``: ``kind``, ``spread``, ``tolerance``). Then, per metric:
+(``pacabench.spec.metrics``: ``kind``, ``spread``, ``tolerance``). Then, per metric:
 
 * **exact** metrics (``params``, ``gflops``) must match to a relative tolerance (default 0.1 %);
   any difference beyond it, up or down, is a regression.
 * **accuracy** metrics (``top1``, ``miou``, ``bbox_ap``, …) may move by an absolute tolerance
   (default 0.1 points); a drop beyond it is a regression, a gain beyond it is listed as improved.
 * **latency with raw samples on both sides** (``latency_ms_samples``): a one-sided Mann–Whitney U
-  test on the per-iteration samples (``pacabench.stats.mann_whitney``) plus a minimum effect
+  test on the per-iteration samples (``pacabench.analysis.stats.mann_whitney``) plus a minimum effect
   size, as asv does: *regression* when the new samples are significantly slower
   (p < ``ALPHA`` = 0.01) **and** the ratio of medians exceeds 1 + ``e`` (``e``: the minimum effect,
   default 0.2 on CPU and 0.1 on CUDA; an explicit ``--tolerance latency=X`` sets it too);
@@ -50,11 +50,11 @@ from typing import Any
 
 import numpy as np
 
-from .casekey import CaseKey
-from .errors import UsageError
-from .metrics import COST_MEASURES, METRICS, format_value
-from .metrics import metric as _metric
-from .paths import write_atomic
+from ..errors import UsageError
+from ..paths import write_atomic
+from ..spec.casekey import CaseKey
+from ..spec.metrics import COST_MEASURES, METRICS, format_value
+from ..spec.metrics import metric as _metric
 from .stats import mann_whitney
 
 __all__ = [
@@ -80,7 +80,7 @@ __all__ = [
     "busy_warning",
 ]
 
-# from the metric table (pacabench.metrics): the columns compare checks, by kind
+# from the metric table (pacabench.spec.metrics): the columns compare checks, by kind
 _COMPARED = [m for m in METRICS.values() if m.compare]
 EXACT_METRICS = tuple(m.column for m in _COMPARED if m.kind == "exact")
 # noisy metric -> the column holding its spread (IQR), if any
@@ -228,7 +228,7 @@ def key_label(key: CaseKey) -> str:
 
 def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a run folder, a rows.jsonl or a baseline .jsonl; bad input → UsageError."""
-    from .results import read_rows
+    from ..runs.results import read_rows
 
     p = Path(path)
     if p.is_dir():

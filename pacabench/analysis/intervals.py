@@ -1,14 +1,14 @@
 """95% intervals for the report, from the raw samples the latency rows keep.
 
 ``relative_intervals``: each cell of a relative table (model ÷ reference, per resolution) as
-``"0.78 [0.75, 0.81]"``: ``pacabench.stats.round_ratio_ci``, which resamples interleaved rounds
+``"0.78 [0.75, 0.81]"``: ``pacabench.analysis.stats.round_ratio_ci``, which resamples interleaved rounds
 paired (round i of the model with round i of the reference) and the samples within them; rows
 timed without rounds fall back to resampling their samples. ``exponent_intervals``: the scaling
-table's fitted exponent with its bootstrap interval (``pacabench.stats.exponent_ci``: each size's
+table's fitted exponent with its bootstrap interval (``pacabench.analysis.stats.exponent_ci``: each size's
 median resampled over its rounds and samples, the slope refitted per draw).
 
 Cells whose rows lack samples keep their plain value. The tables given here are the report's own
-(``pacabench.report``); this module only adds the intervals to them.
+(``pacabench.reports.sections``); this module only adds the intervals to them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from .metrics import metric
-from .sizes import res_label, tokens
+from ..spec.metrics import metric
+from ..spec.sizes import res_label, tokens
 from .stats import exponent_ci, round_ratio_ci
 
 __all__ = ["relative_intervals", "exponent_intervals", "LEVEL"]

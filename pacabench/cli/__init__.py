@@ -1,6 +1,6 @@
 """The ``pacabench`` command line: every typer command lives in this package.
 
-The commands are thin: they parse options, call the library (``pacabench.runner``, ``.report``,
+The commands are thin: they parse options, call the library (``pacabench.runs.runner``, ``.report``,
 ``.compare``, ``.clusters``, ``.eval``) and print. Nothing outside this package imports it.
 Importing it loads no torch, timm or pandas (``pacabench --help`` stays fast): the commands
 import what they need in their bodies.

@@ -34,9 +34,9 @@ def capacity(
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ):
     """Largest batch (at --resolution) or resolution (multiple of 32, at --batch) that fits --memory."""
-    from ..capacity import find_capacity, parse_memory
+    from ..measure.capacity import find_capacity, parse_memory
     from ..models import get_spec
-    from ..runner import is_oom
+    from ..runs.runner import is_oom
 
     budget = parse_memory(memory)
     get_spec(model)

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_folder(run: Path) -> Path:
-    from ..executors.jobstate import JOBS_FILE
+    from ..runs.executors.jobstate import JOBS_FILE
 
     if not run.is_dir():
         raise UsageError(f"{run}: not a run folder")
@@ -31,8 +31,8 @@ def status(
     all_cases: bool = typer.Option(False, "--all", help="List every case, not only those not done."),
 ):
     """Pending / running / done / failed per case of a submitted run, and an ETA (no sacct needed)."""
-    from ..executors.collect import run_status
-    from ..suite import load_suite
+    from ..runs.executors.collect import run_status
+    from ..spec.suite import load_suite
 
     path = _run_folder(run)
     par = load_suite(path / "suite.yaml").executor.parallelism() if (path / "suite.yaml").exists() else 1
@@ -48,8 +48,8 @@ def status(
 
 def collect(run: Path = typer.Argument(..., help="Run folder to merge the jobs' row files into.")):
     """Merge the finished jobs' rows into rows.jsonl in suite order (collecting twice changes nothing)."""
-    from ..executors.collect import collect_rows
-    from ..results import RunDir
+    from ..runs.executors.collect import collect_rows
+    from ..runs.results import RunDir
 
     rd = RunDir(_run_folder(run))
     with rd.lock():
@@ -74,10 +74,10 @@ def executor_config(suite, executor, partition, parallel, timeout_min, detach: b
 def run_on_executor(suite, rd, cfg, *, device: str | None, max_cases: int | None, detach: bool) -> None:
     """Submit what is missing or failed (not what is still queued) and wait unless ``detach``;
     the caller holds the run's lock (released when it returns, so a detached run holds none)."""
-    from ..executors.collect import collect_rows
-    from ..executors.jobstate import job_states, load_submissions
-    from ..executors.submit import submit_cases
-    from ..results import row_key
+    from ..runs.executors.collect import collect_rows
+    from ..runs.executors.jobstate import job_states, load_submissions
+    from ..runs.executors.submit import submit_cases
+    from ..runs.results import row_key
 
     cases, _ = suite.expand(device, max_cases)
     collect_rows(rd)

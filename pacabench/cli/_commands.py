@@ -182,7 +182,7 @@ def clusters(
     img_size: int = typer.Option(224, "--img-size", help="Input size (square) after resize and centre crop."),
 ) -> None:
     """Render PaCa-ViT's patch-to-cluster assignment of one stage over an image."""
-    from ..clusters import render_cluster_map
+    from ..viz.clusters import render_cluster_map
 
     info = render_cluster_map(
         model, image, out, checkpoint=checkpoint, stage=stage, top_k=top_k, img_size=img_size

@@ -1,4 +1,4 @@
-"""``pacabench compare`` and ``pacabench baseline update`` over ``pacabench.compare``."""
+"""``pacabench compare`` and ``pacabench baseline update`` over ``pacabench.analysis.compare``."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def compare_cmd(
     samples: a regression only when the new value exceeds baseline × (1 + tolerance) AND the
     excess is larger than the two runs' IQRs added (latency 0.5 on CPU, 0.15 on CUDA; memory 0.1).
     """
-    from ..compare import compare_runs, load_rows, parse_metrics, parse_tolerances, render_comparison
+    from ..analysis.compare import compare_runs, load_rows, parse_metrics, parse_tolerances, render_comparison
 
     if fmt not in ("markdown", "json"):
         raise UsageError(f"unknown --format '{fmt}' (markdown, json)")
@@ -95,7 +95,7 @@ def compare_cmd(
 
 
 def _latest_for(base_rows: list[dict], baseline: Path, results_dir: Path) -> Path:
-    from ..compare import suite_of
+    from ..analysis.compare import suite_of
 
     suite = suite_of(base_rows, baseline)
     return latest_or_fail(results_dir, suite, "no run to compare", "give RUN, or `pacabench run SUITE` first")
@@ -121,7 +121,7 @@ def baseline_update(
     after confirmation (--yes to skip). Only ok rows are kept; run id, timestamps, load
     average and wall time are stripped so the file changes only when a number does.
     """
-    from ..compare import baseline_path, baseline_rows, busy_warning, dropped_rows, load_rows
+    from ..analysis.compare import baseline_path, baseline_rows, busy_warning, dropped_rows, load_rows
 
     name, run = _baseline_source(suite, run, measure, results_dir)
     rows = load_rows(run)
@@ -144,7 +144,7 @@ def baseline_update(
     if not yes and not _confirm(f"Write {len(keep)} rows to {target}?"):
         typer.echo(f"{target} not written (pass --yes to write without asking)", err=True)
         raise typer.Exit(1)
-    from ..compare import write_baseline
+    from ..analysis.compare import write_baseline
 
     write_baseline(keep, target)
     typer.echo(f"wrote {target} ({len(keep)} rows from {run})")
@@ -155,10 +155,10 @@ def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: P
     name = suite
     sp = Path(suite)
     if sp.suffix in (".yaml", ".yml") or sp.exists():
-        from ..suite import load_suite
+        from ..spec.suite import load_suite
 
         name = load_suite(sp).name
-    from ..results import check_name
+    from ..runs.results import check_name
 
     check_name(name, "the suite name")  # the baseline file is <name>.jsonl under the baselines folder
     if measure:
@@ -171,7 +171,7 @@ def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: P
 
         execute_run(suite_file, results_dir=results_dir, progress=sys.stderr.isatty(), report=False)
     if run is None:
-        from ..results import latest_run
+        from ..runs.results import latest_run
 
         run = latest_run(results_dir, name)
     if run is None:
@@ -181,7 +181,7 @@ def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: P
 
 
 def _show_diff(target: Path, keep: list[dict], run: Path) -> None:
-    from ..compare import compare_rows, load_rows, render_comparison
+    from ..analysis.compare import compare_rows, load_rows, render_comparison
 
     if target.exists():
         cmp = compare_rows(load_rows(target), keep, baseline_name=str(target), run_name=str(run))

@@ -48,7 +48,7 @@ def imagenet_command(
     """ImageNet-1k top-1/top-5 (percent) with timm's validation preprocessing for the model."""
     options = _options(locals())
     from ..eval.imagenet import evaluate_imagenet
-    from ..sizes import parse_hw
+    from ..spec.sizes import parse_hw
 
     hw = parse_hw(img_size, "--img-size", "224 or 2048x512")
     options["img_size"] = hw[0] if hw and hw[0] == hw[1] else hw
@@ -88,7 +88,7 @@ def ade20k_command(
     """ADE20k mIoU / mAcc / aAcc (percent), single scale, as mmseg evaluates it."""
     options = _options(locals())
     from ..eval.ade20k import evaluate_ade20k
-    from ..sizes import parse_hw
+    from ..spec.sizes import parse_hw
 
     if clusters is not None:
         try:

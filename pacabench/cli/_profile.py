@@ -20,7 +20,7 @@ MAX_FLOPS_SIDE = 8192
 def flops_size(resolution: str) -> tuple[int, int]:
     """-r as (h, w): every side from 32 (what every family takes) to MAX_FLOPS_SIDE."""
     from ..models import to_hw
-    from ..sizes import parse_hw
+    from ..spec.sizes import parse_hw
 
     hw = to_hw(parse_hw(resolution))
     if max(hw) > MAX_FLOPS_SIDE:

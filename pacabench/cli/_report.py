@@ -47,8 +47,8 @@ def report(
     --format html writes one self-contained page (tables + embedded plots); --format latex,
     booktabs tables for a paper; --paper, the efficiency table against the published numbers.
     """
-    from ..report_formats import RENDERERS, Report, render_paper_table
-    from ..results import load_run
+    from ..reports.formats import RENDERERS, Report, render_paper_table
+    from ..runs.results import load_run
 
     if fmt not in RENDERERS:
         raise UsageError(f"unknown --format '{fmt}' ({', '.join(RENDERERS)})")
@@ -63,7 +63,7 @@ def report(
     if reference and not paper and reference not in set(df["model"]):
         raise UsageError(f"reference model '{reference}' is not in {path}")
     if plot is not None:
-        from ..plots import write_plots
+        from ..reports.plots import write_plots
 
         paths = write_plots(df, plot)
         console().print(f"wrote {len(paths)} plots to {plot}/" + ("" if paths else " (nothing to plot)"))

@@ -62,8 +62,8 @@ def execute_run(
     executor: tuple = (None, None, None, None, False),  # kind, partition, parallel, timeout_min, detach
 ) -> None:
     """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
-    from ..runner import run_suite, sigterm_as_interrupt
-    from ..suite import load_suite
+    from ..runs.runner import run_suite, sigterm_as_interrupt
+    from ..spec.suite import load_suite
 
     s = load_suite(suite)
     _check_device(device or s.device, device)
@@ -96,8 +96,8 @@ def execute_run(
         raise typer.Exit(143 if how == "terminated" else 130) from None
     _summarise(summary, rd)
     if report:
-        from ..report import render_markdown
-        from ..results import load_run
+        from ..reports.sections import render_markdown
+        from ..runs.results import load_run
 
         # plain write: markdown must not be re-wrapped to the terminal width
         sys.stdout.write(render_markdown(load_run(rd.path), title=f"{s.name} — {rd.path.name}") + "\n")
@@ -165,7 +165,7 @@ def _prepare_resume(s, rd, allow_changed: bool) -> frozenset[str]:
 
 def _run_dir(s, resume: bool, resume_from: Path | None, results_dir: Path, run_id: str | None):
     """The run folder: the one to resume, or a new one holding the suite and the environment."""
-    from ..results import RunDir, environment_record, latest_run, new_run_dir
+    from ..runs.results import RunDir, environment_record, latest_run, new_run_dir
 
     if resume or resume_from:
         if resume_from is None:

@@ -473,7 +473,7 @@ __all__ += ["ADE20kEval"]
 
 
 def evaluate_case(case) -> dict:
-    """A suite's ADE20k case (``pacabench.metrics.TASKS``): the case's head, default PaCa."""
+    """A suite's ADE20k case (``pacabench.spec.metrics.TASKS``): the case's head, default PaCa."""
     from .common import case_options
 
     data, cfg = case_options(case)

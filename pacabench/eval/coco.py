@@ -433,7 +433,7 @@ def _score(coco, results, image_ids, info, save_predictions, log) -> dict[str, A
 
 
 def evaluate_case(case) -> dict:
-    """A suite's COCO case (``pacabench.metrics.TASKS``): ``eval.coco.ann`` names the annotations."""
+    """A suite's COCO case (``pacabench.spec.metrics.TASKS``): ``eval.coco.ann`` names the annotations."""
     from .common import case_options
 
     data, cfg = case_options(case)

@@ -405,7 +405,7 @@ def _write_predictions(path: Path, rows, samples: list[Sample]) -> None:
 
 
 def evaluate_case(case) -> dict:
-    """A suite's ImageNet case (``pacabench.metrics.TASKS``): the model config's input size."""
+    """A suite's ImageNet case (``pacabench.spec.metrics.TASKS``): the model config's input size."""
     from .common import case_options
 
     data, cfg = case_options(case)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = [
     "Probe",
@@ -201,9 +201,9 @@ def model_probe(
     (at resolution ``fixed``) or the resolution (at batch ``fixed``)."""
     import torch
 
-    from .measure.memory import measure_peak_memory, resident_bytes
-    from .measure.train import TrainStep, set_grad_checkpointing, train_peak
-    from .models import create_model
+    from ..models import create_model
+    from .memory import measure_peak_memory, resident_bytes
+    from .train import TrainStep, set_grad_checkpointing, train_peak
 
     dev = torch.device(device)
     built: dict[int, torch.nn.Module] = {}  # a batch search builds its model once
@@ -241,7 +241,7 @@ def model_probe(
 def _inference_peak(net, x, dtype, dev, measure_peak_memory, resident_bytes) -> float:
     import torch
 
-    from .eval.common import autocast
+    from ..eval.common import autocast
 
     def forward():
         with torch.inference_mode(), autocast(dtype, dev):
@@ -292,7 +292,7 @@ def find_capacity(
 
 
 def case_capacity(case, is_oom: Callable[[BaseException], bool] = _memory_error) -> Capacity:
-    """A suite case's ``capacity`` metric (``case``: a ``pacabench.suite.Case``): the largest
+    """A suite case's ``capacity`` metric (``case``: a ``pacabench.spec.suite.Case``): the largest
     resolution at its batch, mode and dtype within ``case.capacity['memory']``, from its resolution."""
     return find_capacity(
         case.model,

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..sizes import as_hw
+from ..spec.sizes import as_hw
 
 __all__ = [
     "FlopsRecord",

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ..sizes import as_hw
+from ..spec.sizes import as_hw
 from .flops import FlopsRecord, count_flops, count_params
 
 __all__ = [

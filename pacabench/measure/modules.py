@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..sizes import as_hw
+from ..spec.sizes import as_hw
 from .flops import flop_count_analysis
 
 __all__ = ["ModuleCost", "flops_by_module", "ModuleTime", "time_by_module"]

@@ -214,7 +214,7 @@ def measure_train(
 
 
 def train_case(model: torch.nn.Module, x: torch.Tensor, case, *, first: bool = False) -> TrainRecord:
-    """A suite case in train mode (``case``: a ``pacabench.suite.Case``): its dtype, gradient
+    """A suite case in train mode (``case``: a ``pacabench.spec.suite.Case``): its dtype, gradient
     checkpointing, latency settings and which of latency/memory it asks for. ``first``: the
     process's first step (one more warm-up, as inference gets)."""
     if case.grad_checkpointing:

@@ -1,7 +1,7 @@
 """The run report as one self-contained HTML file (tables + plots embedded as base64 PNGs) or as
 LaTeX booktabs tables ready for a paper; the paper's efficiency table in markdown, LaTeX or HTML.
 
-The tables are the markdown report's (``pacabench.report``): per metric models × resolutions,
+The tables are the markdown report's (``pacabench.reports.sections``): per metric models × resolutions,
 complexity scaling, cost relative to a reference model, unfinished cases, accuracy.
 """
 
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from .report import Section, report_sections, run_summary
+from .sections import Section, report_sections, run_summary
 from .tables import html_table, latex_escape, latex_table, markdown_table, to_strings
 
 __all__ = [
@@ -152,19 +152,19 @@ class Renderer:
 
 
 def _markdown(rep: Report) -> str:
-    from .report import markdown_report
+    from .sections import markdown_report
 
     return markdown_report(rep.df, rep.sections, rep.title)
 
 
 def _csv(rep: Report) -> str:
-    from .report import tidy_frame
+    from .sections import tidy_frame
 
     return tidy_frame(rep.df).to_csv(index=False)
 
 
 def _csv_files(rep: Report) -> dict[str, str]:
-    from .report import all_metric_tables, scaling_table
+    from .sections import all_metric_tables, scaling_table
 
     files = {"rows.csv": _csv(rep)}
     for m, tab in all_metric_tables(rep.df).items():
@@ -194,7 +194,7 @@ def render_paper_table(
     include_unmeasured: bool = False,
 ) -> str:
     """The paper's efficiency table (ours vs published, with Δ) in markdown, latex, html or csv."""
-    from .reference import PAPER_TABLE_NOTES, SOURCE_KINDS, paper_table, paper_table_strings
+    from .paper import PAPER_TABLE_NOTES, SOURCE_KINDS, paper_table, paper_table_strings
 
     tab = paper_table(run, include_unmeasured=include_unmeasured)
     if fmt == "csv":
@@ -205,7 +205,7 @@ def render_paper_table(
     )
     missing = []
     if not include_unmeasured:
-        from .reference import reference_models
+        from .paper import reference_models
 
         measured = set(tab["model"]) if not tab.empty else set()
         missing = [m for m in reference_models() if m not in measured]

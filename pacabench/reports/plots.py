@@ -21,10 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 from matplotlib.transforms import blended_transform_factory
 
-from .metrics import TASKS, columns
-from .metrics import metric as _metric
-from .report import cost_rows, group_cols
-from .sizes import res_label, tokens
+from ..spec.metrics import TASKS, columns
+from ..spec.metrics import metric as _metric
+from ..spec.sizes import res_label, tokens
+from .sections import cost_rows, group_cols
 
 __all__ = [
     "COST_METRICS",

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .intervals import exponent_intervals, relative_intervals
-from .metrics import columns, metric
-from .report_train import CAPACITY_TITLE, TRAIN_TITLE, capacity_table, train_vs_inference_table
-from .sizes import res_label, tokens
+from ..analysis.intervals import exponent_intervals, relative_intervals
+from ..spec.metrics import columns, metric
+from ..spec.sizes import res_label, tokens
 from .tables import markdown_table, md_cell, to_strings
+from .train import CAPACITY_TITLE, TRAIN_TITLE, capacity_table, train_vs_inference_table
 
 __all__ = [
     "METRICS",
@@ -276,7 +276,7 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
                 except ValueError:
                     continue
                 title = f"{METRICS[m][0].split(' (')[0]} relative to {ref}"
-                if metric(m).samples:  # each ratio with its 95% interval (pacabench.intervals)
+                if metric(m).samples:  # each ratio with its 95% interval (pacabench.analysis.intervals)
                     rel = relative_intervals(rel, cost, ref, m)
                     title += (
                         " (ratio [95% interval])" if rel.map(lambda v: isinstance(v, str)).any().any() else ""

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from .metrics import format_value
+from ..spec.metrics import format_value
 
 __all__ = ["to_strings", "md_cell", "markdown_table", "latex_table", "html_table", "latex_escape"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .sizes import res_label, tokens
+from ..spec.sizes import res_label, tokens
 
 __all__ = ["train_vs_inference_table", "capacity_table", "TRAIN_TITLE", "CAPACITY_TITLE"]
 

@@ -1,6 +1,6 @@
 """Tidy result rows: one JSON object per line in ``results/<suite>/<run-id>/rows.jsonl``.
 
-One row = one case (``pacabench.casekey.CaseKey``): model × resolution × batch size × dtype ×
+One row = one case (``pacabench.spec.casekey.CaseKey``): model × resolution × batch size × dtype ×
 device (× task for accuracy rows).
 Rows are appended and flushed one at a time, so an interrupted run keeps everything already
 measured; ``--resume`` reads them back and skips finished cases.
@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .casekey import CaseKey
-from .errors import PacabenchError, UsageError
-from .metrics import METRICS
+from ..errors import PacabenchError, UsageError
+from ..spec.casekey import CaseKey
+from ..spec.metrics import METRICS
 
 __all__ = [
     "Row",
@@ -105,7 +105,7 @@ def _row_fields() -> list[tuple[str, Any, Any]]:
         ("timestamp", str, ""),
         ("wall_s", float | None, None),
     ]
-    # where the case ran (pacabench.executors fills them; empty for rows written in-process)
+    # where the case ran (pacabench.runs.executors fills them; empty for rows written in-process)
     provenance = [
         ("executor", str, ""),  # inprocess | local | slurm | debug
         ("slurm_job_id", str | None, None),
@@ -138,14 +138,14 @@ Row = make_dataclass(
 )
 Row.__doc__ = """One measured case. Missing measurements are None (written as JSON null).
 
-Fields: the case's identity, one per entry of ``pacabench.metrics.METRICS`` (so a metric added
+Fields: the case's identity, one per entry of ``pacabench.spec.metrics.METRICS`` (so a metric added
 there is a column here), and the context it was measured in."""
 
 ROW_FIELDS = [f.name for f in fields(Row)]
 
 
 def row_key(row: dict[str, Any] | Any) -> CaseKey:
-    """The case key of a row (see ``pacabench.casekey``)."""
+    """The case key of a row (see ``pacabench.spec.casekey``)."""
     return CaseKey.from_row(row)
 
 
@@ -177,7 +177,7 @@ def environment_record(collect_env: bool = False) -> dict[str, Any]:
         fv = getattr(fvcore, "__version__", None)
     except Exception:  # noqa: BLE001
         fv = None
-    from . import __version__
+    from .. import __version__
 
     cuda = torch.cuda.is_available()
     return {
@@ -202,7 +202,7 @@ def environment_record(collect_env: bool = False) -> dict[str, Any]:
 
 
 def _collect_env() -> str | None:
-    from .measure.kernels import collect_env_text
+    from ..measure.kernels import collect_env_text
 
     return collect_env_text()
 

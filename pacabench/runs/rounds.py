@@ -5,7 +5,7 @@ resolution, batch size, dtype, device and the other timing settings as one *grou
 of the group is built, its params/FLOPs/memory measured and warmed up once, then the group is
 timed in R alternating rounds (A B C, A B C, …; ``pacabench.measure.latency.measure_rounds``) in
 one process, with the models kept between rounds. A slow spell of a shared machine then lands on
-every model of the round alike, and ``pacabench.stats.round_ratio_ci`` resamples the rounds paired
+every model of the round alike, and ``pacabench.analysis.stats.round_ratio_ci`` resamples the rounds paired
 to put a confidence interval on each ratio. The group's rows are written when the group finishes:
 an interrupt loses at most that group's partial rounds.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Container
 
-from .casekey import CaseKey
-from .suite import Case
+from ..spec.casekey import CaseKey
+from ..spec.suite import Case
 
 __all__ = ["group_key", "interleave_groups"]
 

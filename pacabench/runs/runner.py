@@ -7,7 +7,7 @@
   it measured, and ``resume`` skips the cases already in ``rows.jsonl``.
 - ``isolate=True`` runs each case in a fresh Python process, so one model's allocator state or
   a hard crash cannot affect the next.
-- Interleaved rounds (suite ``latency: {rounds: R, interleave: true}``, ``pacabench.rounds``):
+- Interleaved rounds (suite ``latency: {rounds: R, interleave: true}``, ``pacabench.runs.rounds``):
   the cases of one resolution are measured together in one process (one worker with
   ``isolate``) and their rows written when the group finishes: an interrupt loses at most the
   current group's partial rounds.
@@ -32,20 +32,20 @@ from typing import Any
 
 import torch
 
-from .capacity import case_capacity
-from .eval.common import autocast
-from .measure.flops import count_params
-from .measure.flops_torch import count_flops_as
-from .measure.kernels import gemm_peak, kernel_record, row_efficiency
-from .measure.latency import measure_latency, measure_rounds
-from .measure.memory import measure_peak_memory, resident_bytes
-from .measure.train import train_case
-from .metrics import TASKS, metrics_of
-from .models import ResolutionError, create_model, get_spec
+from ..eval.common import autocast
+from ..measure.capacity import case_capacity
+from ..measure.flops import count_params
+from ..measure.flops_torch import count_flops_as
+from ..measure.kernels import gemm_peak, kernel_record, row_efficiency
+from ..measure.latency import measure_latency, measure_rounds
+from ..measure.memory import measure_peak_memory, resident_bytes
+from ..measure.train import train_case
+from ..models import ResolutionError, create_model, get_spec
+from ..spec.metrics import TASKS, metrics_of
+from ..spec.sizes import tokens
+from ..spec.suite import Case, Suite
 from .results import Row, RunDir, row_key
 from .rounds import interleave_groups
-from .sizes import tokens
-from .suite import Case, Suite
 
 __all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState", "Terminated", "sigterm_as_interrupt"]
 
@@ -160,7 +160,7 @@ def _cost_model(case: Case) -> torch.nn.Module:
     """The model a cost case measures: the backbone, or with a ``head`` the whole segmentor."""
     if not case.head:
         return create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
-    from .models.segmentation import create_segmentor
+    from ..models.segmentation import create_segmentor
 
     kwargs = dict(case.kwargs)
     clusters = kwargs.pop("clusters", None)
@@ -261,7 +261,7 @@ def _efficiency(case: Case, model: torch.nn.Module, row: Row, state: RunState) -
 
 
 def _run_eval(case: Case, row: Row) -> None:
-    """Run the case's accuracy task (``pacabench.metrics.TASKS``) and copy its numbers into the row."""
+    """Run the case's accuracy task (``pacabench.spec.metrics.TASKS``) and copy its numbers into the row."""
     module, _, fn = TASKS[case.task].evaluate.partition(":")
     res = getattr(importlib.import_module(module), fn)(case)
     for k, v in res.items():
@@ -321,7 +321,7 @@ def _run_case_once(case: Case, state: RunState) -> Row:
 
 
 def _run_group(cases: list[Case], state: RunState) -> list[Row]:
-    """Interleaved rounds (``pacabench.rounds``): build and measure every case of the group once
+    """Interleaved rounds (``pacabench.runs.rounds``): build and measure every case of the group once
     (params, FLOPs, memory, warm-up) with its timing deferred, then time all of them in
     alternating rounds; a case that fails in a round gets its status, the others go on."""
     state.defer_latency = True
@@ -353,7 +353,7 @@ def _run_group(cases: list[Case], state: RunState) -> list[Row]:
 
 
 def _run_case_isolated(case: Case, timeout_s: float | None = None) -> Row:
-    """Run a case in a fresh interpreter (``python -m pacabench.runner``)."""
+    """Run a case in a fresh interpreter (``python -m pacabench.runs.runner``)."""
     return _run_isolated([case], timeout_s, group=False)[0]
 
 
@@ -363,7 +363,7 @@ def _run_isolated(cases: list[Case], timeout_s: float | None = None, group: bool
     payload = [c.to_dict() for c in cases] if group else cases[0].to_dict()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "pacabench.runner"],
+            [sys.executable, "-m", "pacabench.runs.runner"],
             input=json.dumps(payload),
             capture_output=True,
             text=True,

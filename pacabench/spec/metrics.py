@@ -182,7 +182,7 @@ _TABLE: list[Metric] = [
     Metric("train_activation_mb", "train", "info", "Train activations (MiB)", "MiB", "{:.1f}",
            source="activation_mb", csv=True),
     Metric("train_mem_kind", "train", "info", type=str, source="mem_kind"),
-    # --- capacity (suite ``metrics: [capacity]``): the largest resolution that fits, pacabench.capacity
+    # --- capacity (suite ``metrics: [capacity]``): the largest resolution that fits, pacabench.measure.capacity
     Metric("capacity_resolution", "capacity", "info", "Largest resolution that fits", "px", "{:.0f}", int,
            source="answer", csv=True),
     Metric("capacity_peak_mb", "capacity", "info", "Peak at it (MiB)", "MiB", "{:.1f}", source="peak_mb"),

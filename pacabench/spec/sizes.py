@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["parse_hw", "as_hw", "res_label", "tokens"]
 

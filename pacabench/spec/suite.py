@@ -22,7 +22,7 @@ A suite file::
     latency: {warmup: 2, iters: 10, min_iters: 3, time_budget_s: 5,
               cuda: {warmup: 10, iters: 50}}   # per-device overrides
     # latency: {rounds: 3, interleave: true, ...}: the cases of one resolution timed side by side
-    # in 3 alternating rounds (pacabench.rounds); iters/min_iters/time_budget_s then per round
+    # in 3 alternating rounds (pacabench.runs.rounds); iters/min_iters/time_budget_s then per round
     eval: {imagenet: {data: /data/imagenet/val}}  # accuracy metrics (optional)
 
 Every problem is reported as one line ``file:line: message`` (``SuiteError``).
@@ -40,16 +40,16 @@ from typing import Any
 
 import yaml
 
+from ..errors import PacabenchError
+from ..models import ResolutionError, UnknownModelError, get_spec, to_hw
+from ..models.segmentation import HEADS
 from .casekey import CaseKey, checkpoint_digest
-from .errors import PacabenchError
-from .executors.config import ExecutorConfig, parse_executor_block
+from .executor import ExecutorConfig, parse_executor_block
 from .metrics import COST_MEASURES, MEASURES, OPTIONAL_COST_MEASURES, TASKS
-from .models import ResolutionError, UnknownModelError, get_spec, to_hw
-from .models.segmentation import HEADS
 
 __all__ = ["SuiteError", "Suite", "ModelEntry", "LatencySettings", "Case", "load_suite", "parse_suite"]
 
-METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.metrics)
+METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.spec.metrics)
 DTYPES = ("fp32", "fp16", "bf16", "amp")  # amp: fp16 on CUDA, bf16 on a CPU (the row records which)
 AMP = {"cuda": "fp16", "cpu": "bf16"}
 DEVICES = ("auto", "cpu", "cuda")
@@ -528,7 +528,7 @@ class _Parser:
 
     def capacity(self, metrics: list[str]) -> dict:
         """The ``capacity`` block: ``memory`` (a size such as 4GiB; bytes stored), ``limit``."""
-        from .capacity import parse_memory
+        from ..measure.capacity import parse_memory
 
         cap = self.data.get("capacity")
         if cap is None:

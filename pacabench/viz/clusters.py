@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["render_cluster_map", "cluster_assignment"]
 
@@ -33,7 +33,7 @@ MAX_IMG_SIZE = 2048
 
 def _out_format(out_path: str | Path) -> str:
     """The image format ``out_path``'s suffix names, after checking the path can be written."""
-    from .paths import check_output_path
+    from ..paths import check_output_path
 
     suffix = Path(out_path).suffix.lower()
     if suffix not in FORMATS:
@@ -44,7 +44,7 @@ def _out_format(out_path: str | Path) -> str:
 
 
 def _paca_names() -> list[str]:
-    from .models.paca_vit import MODEL_NAMES
+    from ..models.paca_vit import MODEL_NAMES
 
     return list(MODEL_NAMES)
 
@@ -58,7 +58,7 @@ def _check_model_name(name: str) -> None:
 
 
 def _build_model(model_name: str, checkpoint: str | Path | None) -> torch.nn.Module:
-    from .models import CheckpointError, create_model
+    from ..models import CheckpointError, create_model
 
     try:
         return create_model(model_name, checkpoint=str(checkpoint) if checkpoint is not None else None)

@@ -1,6 +1,6 @@
 """Executors: where a suite's cases run (``inprocess``, ``local``, ``slurm``), on submitit.
 
-- ``inprocess``: today's default, ``pacabench.runner.run_suite`` in this process.
+- ``inprocess``: today's default, ``pacabench.runs.runner.run_suite`` in this process.
 - ``local``: each case a submitit ``LocalExecutor`` job (one process per case). Timed cases
   (latency, memory, accuracy) run one at a time; FLOPs/params-only cases up to
   ``array_parallelism`` at once. The parent waits, merging rows as they arrive.
@@ -15,6 +15,6 @@ its row atomically to ``rows/<case-key stem>.json`` (``rowfiles``); jobs never s
 jobs import pacabench from a copy of the package made at submission (``snapshot``).
 """
 
-from .config import EXECUTORS, ExecutorConfig, parse_executor_block
+from ...spec.executor import EXECUTORS, ExecutorConfig, parse_executor_block
 
 __all__ = ["EXECUTORS", "ExecutorConfig", "parse_executor_block"]

@@ -15,7 +15,7 @@ __all__ = ["collect_rows", "run_status", "RunStatus", "failure_row"]
 
 def failure_row(sub: Submission, state: JobState, run_id: str) -> dict[str, Any]:
     """The row of a case whose job ended without writing one (timed out, cancelled, killed)."""
-    from ..suite import Case
+    from ...spec.suite import Case
 
     key = Case.from_dict(sub.case).key
     row = Row(**key.row_fields(), suite=sub.case["suite"], case_id=str(key), run_id=run_id)
@@ -81,7 +81,7 @@ class RunStatus:
 
 def run_status(run_path: Path, parallel: int = 1) -> RunStatus:
     """Per case: done (ok/skipped row), failed (error/oom row or ended job), pending or running."""
-    from ..suite import Case
+    from ...spec.suite import Case
 
     rd = RunDir(run_path)
     subs = load_submissions(run_path)

@@ -63,10 +63,9 @@ def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str
     row's status. A failing model is a row, not an exception (``run_case`` never raises).
     ``job_start``/``job_end`` span the whole job (imports included): what status's ETA uses."""
     start = time.time()
-    from .. import models  # noqa: F401 - registers our models with timm
+    from ...spec.suite import Case
     from ..results import RunDir
     from ..runner import run_case, with_artifacts
-    from ..suite import Case
     from .rowfiles import row_file, write_row_file
 
     delay = float(os.environ.get("PACABENCH_JOB_DELAY_S", "0") or 0)  # tests: a planted slow job

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..casekey import CaseKey
-from ..paths import write_atomic
+from ...paths import write_atomic
+from ...spec.casekey import CaseKey
 
 __all__ = ["ROWS_DIR", "row_file", "write_row_file", "read_row_file", "retire_row_file"]
 

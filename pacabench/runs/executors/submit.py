@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ...errors import UsageError
+from ...spec.executor import ExecutorConfig
 from ..results import RunDir
 from .collect import collect_rows
-from .config import ExecutorConfig
 from .jobstate import JobState, Submission, record_submissions
 from .rowfiles import retire_row_file, row_file
 from .snapshot import importing_from, make_snapshot
