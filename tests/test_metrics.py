@@ -97,3 +97,19 @@ def test_format_value():
     assert f("oom") == "oom"
     assert f(3, "{:.2f}") == "3.00" and f(3, "{:.2f}", plain_ints=True) == "3"
     assert f(28_288_354, "{:.3f}", scale=1e-6) == "28.288"
+
+
+# ------------------------------------------------------------------- derived from the one table
+def _declared(value, device):
+    return value[device] if isinstance(value, dict) else value
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("m", [m for m in metrics.METRICS.values() if m.compare], ids=lambda m: m.column)
+def test_every_compared_metric_is_judged_at_its_declared_tolerance(m, device):
+    """compare's effective tolerance (and the samples test's minimum effect) is the table's, unless
+    overridden (train_ms_median was judged at memory's 0.1 instead of its declared 0.5 / 0.15)."""
+    tol = compare.Tolerances()
+    assert tol.for_metric(m.column, device) == _declared(m.tolerance, device)
+    if m.samples:
+        assert tol.min_effect(m.column, device) == _declared(m.effect, device)

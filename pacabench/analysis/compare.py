@@ -4,13 +4,15 @@ Rows are joined on the case key built from their fields (``pacabench.spec.caseke
 model (+ head), resolution, batch size, dtype, device, channels_last, compile, checkpoint and its
 hash, kwargs) — never on ``case_id`` alone, so a baseline written by another run (or another
 machine) still lines up. Which columns are compared, and how, comes from the metric table
-(``pacabench.spec.metrics``: ``kind``, ``spread``, ``tolerance``). Then, per metric:
+(``pacabench.spec.metrics``: ``kind``, ``spread``, ``samples``, ``tolerance``, ``effect``); every
+default below is the table's, and ``--tolerance`` overrides it (``Tolerances``). Then, per metric:
 
 * **exact** metrics (``params``, ``gflops``) must match to a relative tolerance (default 0.1 %);
   any difference beyond it, up or down, is a regression.
 * **accuracy** metrics (``top1``, ``miou``, ``bbox_ap``, …) may move by an absolute tolerance
   (default 0.1 points); a drop beyond it is a regression, a gain beyond it is listed as improved.
-* **latency with raw samples on both sides** (``latency_ms_samples``): a one-sided Mann–Whitney U
+* **latency with raw samples on both sides** (``latency_ms_samples``; the train step's
+  ``train_ms_samples`` alike): a one-sided Mann–Whitney U
   test on the per-iteration samples (``pacabench.analysis.stats.mann_whitney``) plus a minimum effect
   size, as asv does: *regression* when the new samples are significantly slower
   (p < ``ALPHA`` = 0.01) **and** the ratio of medians exceeds 1 + ``e`` (``e``: the minimum effect,
@@ -25,8 +27,8 @@ machine) still lines up. Which columns are compared, and how, comes from the met
   metric has no IQR, as peak memory), the verdict is a regression **only if**
   ``n > b·(1 + t)`` **and** ``n − b > s`` — the new value exceeds both the tolerance band and the
   measured noise of the two runs. Symmetrically ``n < b/(1 + t)`` and ``b − n > s`` is improved;
-  anything else is within noise. Default ``t``: latency 0.5 on CPU (shared CPUs are noisy),
-  0.15 on CUDA; memory 0.1. A CPU latency regression measured while the machine was busy (the
+  anything else is within noise. Default ``t``: latency and the train step's time 0.5 on CPU
+  (shared CPUs are noisy), 0.15 on CUDA; memory and the train step's peak 0.1. A CPU latency regression measured while the machine was busy (the
   new row's 1-min load average above 1.5 × its thread count) is reported as *inconclusive*
   instead, and does not fail (``ignore_load`` turns this off).
 * a case whose status was ``ok`` in the baseline and is anything else now (oom, error, skipped)
@@ -44,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +56,7 @@ import numpy as np
 from ..errors import UsageError
 from ..paths import write_atomic
 from ..spec.casekey import CaseKey
-from ..spec.metrics import COST_MEASURES, METRICS, format_value
+from ..spec.metrics import MEASURE_TABLE, METRICS, Metric, format_value
 from ..spec.metrics import metric as _metric
 from .stats import mann_whitney
 
@@ -88,19 +91,38 @@ NOISY_METRICS: dict[str, str | None] = {m.column: m.spread for m in _COMPARED if
 ACCURACY_METRICS = tuple(m.column for m in _COMPARED if m.kind == "accuracy")
 ALL_METRICS = tuple(m.column for m in _COMPARED)
 
-# user-facing names -> columns: each measurement's compared columns, kinds, aliases, columns
-METRIC_GROUPS: dict[str, tuple[str, ...]] = {
-    **{
-        name: cols
-        for name in COST_MEASURES
-        if (cols := tuple(c for c in ALL_METRICS if _metric(c).measure == name))
-    },
-    "gflops": ("gflops",),
-    "mem": ("peak_mem_mb",),
-    "accuracy": ACCURACY_METRICS,
-    "exact": EXACT_METRICS,
-    **{m: (m,) for m in ALL_METRICS},
-}
+
+def _measure_groups(table: Iterable[Metric], measures: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Each measurement with compared columns -> those columns (params, flops, latency, memory, train)."""
+    compared = [m for m in table if m.compare]
+    return {name: cols for name in measures if (cols := tuple(m.column for m in compared if m.measure == name))}
+
+
+def metric_groups(table: Iterable[Metric], measures: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """User-facing names -> compared columns: each measurement's, the kinds (``accuracy``,
+    ``exact``), two aliases (``gflops``, ``mem``), and every compared column itself."""
+    table = list(table)
+    by_measure = _measure_groups(table, measures)
+    compared = [m for m in table if m.compare]
+    return {
+        **by_measure,
+        "gflops": ("gflops",),
+        "mem": by_measure.get("memory", ()),
+        "accuracy": tuple(m.column for m in compared if m.kind == "accuracy"),
+        "exact": tuple(m.column for m in compared if m.kind == "exact"),
+        **{m.column: (m.column,) for m in compared},
+    }
+
+
+def known_names(table: Iterable[Metric], measures: Iterable[str]) -> list[str]:
+    """The names an unknown-metric message lists: the measurements', the kinds', the accuracy
+    columns (every compared column is accepted as well)."""
+    table = list(table)
+    accuracy = [m.column for m in table if m.compare and m.kind == "accuracy"]
+    return [*_measure_groups(table, measures), "accuracy", "exact", *accuracy]
+
+
+METRIC_GROUPS = metric_groups(METRICS.values(), MEASURE_TABLE)
 
 # Fields that change on every run of the same code: not written to baselines.
 VOLATILE_FIELDS = ("run_id", "timestamp", "loadavg_1m", "wall_s", "case_id")
@@ -115,46 +137,87 @@ LOAD_SENSITIVE = tuple(m.column for m in _COMPARED if m.load_sensitive)
 ALPHA = 0.01
 MIN_SAMPLES = 5  # fewer on either side: inconclusive
 HUGE_SPREAD = 1.0  # IQR / median above this on either side: the machine was loaded
-MIN_EFFECT = {"cpu": 0.2, "cuda": 0.1}  # default minimum relative change of the median
 
 
 # ----------------------------------------------------------------------------------- tolerances
 @dataclass
 class Tolerances:
-    """Relative tolerance for exact and noisy metrics, absolute (points) for accuracy."""
+    """The tolerance each compared column is judged at: the one the metric table declares
+    (``Metric.tolerance``; ``Metric.effect`` for the samples test), unless overridden. Relative for
+    exact and noisy metrics, points for accuracy.
 
-    exact: float = field(default_factory=lambda: _metric(EXACT_METRICS[0]).tolerance)
-    accuracy: float = field(default_factory=lambda: _metric(ACCURACY_METRICS[0]).tolerance)
-    latency: dict[str, float] = field(default_factory=lambda: dict(_metric("latency_ms_median").tolerance))
-    memory: dict[str, float] = field(default_factory=lambda: dict(_metric("peak_mem_mb").tolerance))
-    per_metric: dict[str, float] = field(default_factory=dict)  # column -> tolerance (overrides)
-    effect: dict[str, float] = field(default_factory=lambda: dict(MIN_EFFECT))  # samples test
+    Overrides (column -> value, every device) come in two layers, as ``--tolerance`` names them:
+    ``by_group`` is set by a bare number (the noisy metrics) and by ``exact``, ``accuracy``,
+    ``latency``, ``memory``; ``per_metric`` by a column or another name that stands for columns
+    (``params``, ``flops``, ``train``, ...), and wins over ``by_group``. An override of a column
+    with raw samples sets the samples test's minimum effect as well.
+    """
+
+    per_metric: dict[str, float] = field(default_factory=dict)
+    by_group: dict[str, float] = field(default_factory=dict)
+
+    def _override(self, column: str) -> float | None:
+        return self.per_metric.get(column, self.by_group.get(column))
 
     def min_effect(self, column: str, device: str) -> float:
         """The minimum relative change the samples test needs to call a regression."""
-        if column in self.per_metric:
-            return self.per_metric[column]
-        return self.effect.get(device, self.effect.get("cpu", 0.2))
+        v = self._override(column)
+        return _declared(column, device, "effect") if v is None else v
 
     def for_metric(self, column: str, device: str) -> float:
-        if column in self.per_metric:
-            return self.per_metric[column]
-        kind = _metric(column).kind
-        if kind == "exact":
-            return self.exact
-        if kind == "accuracy":
-            return self.accuracy
-        table = self.latency if _metric(column).measure == "latency" else self.memory
-        return table.get(device, table.get("cpu", 0.5))
+        v = self._override(column)
+        return _declared(column, device, "tolerance") if v is None else v
+
+
+def _declared(column: str, device: str, what: str) -> float:
+    m = _metric(column)
+    v = m.tolerance_on(device) if what == "tolerance" else m.effect_on(device)
+    if v is None:
+        raise UsageError(f"metric '{column}' declares no {what} (pacabench.spec.metrics): it is not compared")
+    return v
+
+
+def _known() -> str:
+    return ", ".join(known_names(METRICS.values(), MEASURE_TABLE))
+
+
+# names of ``--tolerance`` that set the group layer: "" is a bare number, the noisy metrics
+_TOLERANCE_GROUPS: dict[str, tuple[str, ...]] = {
+    "": tuple(NOISY_METRICS),
+    "exact": EXACT_METRICS,
+    "accuracy": ACCURACY_METRICS,
+    "latency": METRIC_GROUPS["latency"],
+    "memory": METRIC_GROUPS["memory"],
+    "mem": METRIC_GROUPS["memory"],
+}
 
 
 def parse_tolerances(specs: list[str] | None) -> Tolerances:
     """``["latency=0.3", "memory=0.2", "accuracy=0.5", "flops=0.001", "0.4"]`` → Tolerances.
 
-    A bare number sets latency and memory (the noisy metrics) on every device; ``NAME=VALUE``
-    sets one metric or group (params, flops, latency, memory, accuracy, exact, or a column name).
+    A bare number sets the noisy metrics (latency, memory, train) on every device; ``NAME=VALUE``
+    sets one metric or group (params, flops, latency, memory, train, accuracy, exact, or a column
+    name). A column or measurement name wins over a group (``exact``, ``accuracy``, ``latency``,
+    ``memory``, a bare number), whatever their order; otherwise the last one given wins.
     """
     tol = Tolerances()
+    for name, v in _tolerance_specs(specs):
+        if name in _TOLERANCE_GROUPS:
+            layer, cols = tol.by_group, _TOLERANCE_GROUPS[name]
+        elif name in METRIC_GROUPS:
+            layer, cols = tol.per_metric, METRIC_GROUPS[name]
+        else:
+            raise UsageError(
+                f"unknown metric '{name}' in --tolerance (known: {_known()})"
+            )
+        for col in cols:
+            layer[col] = v
+    return tol
+
+
+def _tolerance_specs(specs: list[str] | None) -> list[tuple[str, float]]:
+    """``["latency=0.3,0.4"]`` → [("latency", 0.3), ("", 0.4)]; a bad value → UsageError."""
+    out = []
     for spec in specs or []:
         for part in str(spec).split(","):
             part = part.strip()
@@ -169,36 +232,8 @@ def parse_tolerances(specs: list[str] | None) -> Tolerances:
                 ) from None
             if not math.isfinite(v) or v < 0:
                 raise UsageError(f"bad --tolerance '{part}': must be a non-negative number")
-            name = name.strip().lower()
-            if not name:
-                tol.effect = {dev: v for dev in tol.effect}
-                for dev in tol.latency:
-                    tol.latency[dev] = v
-                for dev in tol.memory:
-                    tol.memory[dev] = v
-                continue
-            if name == "exact":
-                tol.exact = v
-            elif name == "accuracy":
-                tol.accuracy = v
-            elif name in ("latency", "memory", "mem"):
-                if name == "latency":
-                    tol.effect = {dev: v for dev in tol.effect}
-                table = tol.latency if name == "latency" else tol.memory
-                for dev in table:
-                    table[dev] = v
-            elif name in METRIC_GROUPS:
-                for col in METRIC_GROUPS[name]:
-                    tol.per_metric[col] = v
-            else:
-                raise UsageError(
-                    f"unknown metric '{name}' in --tolerance (known: {', '.join(_known_names())})"
-                )
-    return tol
-
-
-def _known_names() -> list[str]:
-    return ["params", "flops", "latency", "memory", "accuracy", "exact"] + list(ACCURACY_METRICS)
+            out.append((name.strip().lower(), v))
+    return out
 
 
 def parse_metrics(specs: list[str] | None) -> tuple[str, ...]:
@@ -212,7 +247,7 @@ def parse_metrics(specs: list[str] | None) -> tuple[str, ...]:
             if not name:
                 continue
             if name not in METRIC_GROUPS:
-                raise UsageError(f"unknown metric '{name}' in --metrics (known: {', '.join(_known_names())})")
+                raise UsageError(f"unknown metric '{name}' in --metrics (known: {_known()})")
             out.extend(c for c in METRIC_GROUPS[name] if c not in out)
     return tuple(out) or ALL_METRICS
 

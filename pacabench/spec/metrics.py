@@ -10,27 +10,39 @@ against a tolerance band *and* its spread column; ``accuracy``: compared in poin
 recorded, never compared), and where it appears (its own report table, relative tables, the
 scaling fit, a plot, the tidy CSV, compare).
 
-Adding a metric = a measure function + one entry here (see the README's Development section).
-Accuracy tasks are declared in ``TASKS`` beside it: the evaluation that runs them, their
-default input size and batch size, and the column their plot shows.
+The measurements themselves are declared in ``MEASURE_TABLE`` beside it (``Measure``: how a
+suite asks for one, whether it is timed, whether a resumed run refills it); the suite's metric
+names, the executors' timed set, the runner's refill set and compare's names and tolerances are
+derived from the two tables. Accuracy tasks are declared in ``TASKS``: the evaluation that runs
+them, their default input size and batch size, and the column their plot shows.
+
+Adding a column of an existing measurement = one ``Metric`` entry (and its ``source``); adding a
+measurement = a measure function + a ``Measure`` entry + its ``Metric`` entries + one line of the
+runner's dispatch (``pacabench.runs.runner._MEASURES``). See the README's Development section.
 
 This module imports nothing heavy: the CLI's ``--help`` reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "Metric",
+    "Measure",
+    "MeasureSets",
     "Task",
     "METRICS",
+    "MEASURE_TABLE",
     "TASKS",
     "COST_MEASURES",
     "OPTIONAL_COST_MEASURES",
     "MEASURES",
+    "TIMED",
+    "REFILL",
+    "measure_sets",
     "metric",
     "metrics_of",
     "columns",
@@ -38,6 +50,14 @@ __all__ = [
 ]
 
 KINDS = ("exact", "noisy", "accuracy", "info")
+SUITE_ROLES = ("default", "optional", "mode")
+
+
+def _on(value: float | dict[str, float] | None, device: str) -> float | None:
+    """A per-device value on ``device``: a table falls back to its CPU entry, a number is every device's."""
+    if isinstance(value, dict):
+        return value.get(device, value.get("cpu"))
+    return value
 
 
 @dataclass(frozen=True)
@@ -66,10 +86,47 @@ class Metric:
     compare_scale: float = 1.0
     tolerance: float | dict[str, float] | None = None  # default: relative (exact, noisy) or points
     load_sensitive: bool = False  # a CPU regression on a busy machine is only "inconclusive"
+    # with raw ``samples``: the least relative change of the median compare's samples test calls a change
+    effect: float | dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"metric {self.column}: kind must be one of {KINDS}, got {self.kind!r}")
+        # compare reads these off the table and nowhere else: a compared metric must declare them
+        if self.compare and self.tolerance is None:
+            raise ValueError(f"metric {self.column}: a compared metric needs a tolerance")
+        if self.compare and self.samples and self.effect is None:
+            raise ValueError(f"metric {self.column}: a compared metric with samples needs an effect")
+
+    def tolerance_on(self, device: str) -> float | None:
+        """The declared tolerance on ``device`` (None: not compared)."""
+        return _on(self.tolerance, device)
+
+    def effect_on(self, device: str) -> float | None:
+        """The declared minimum effect of the samples test on ``device`` (None: no samples)."""
+        return _on(self.effect, device)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One measurement the runner makes of a cost case; it fills the metrics whose ``measure`` names it.
+
+    ``suite``: how a suite asks for it: ``default``, a name of its ``metrics:`` list and of the
+    list's default; ``optional``, a name a suite must list to get (capacity); ``mode``, no name of
+    its own: a suite mode runs it (``modes: [train]`` measures a training step for the timed names).
+    ``timed``: it times forwards or reads the allocator's peak, so an executor runs a case asking
+    for it alone, never packed with other cases. ``refill``: a finished case is measured again for
+    it alone when a resumed run's suite adds it.
+    """
+
+    name: str
+    suite: str
+    timed: bool = False
+    refill: bool = False
+
+    def __post_init__(self) -> None:
+        if self.suite not in SUITE_ROLES:
+            raise ValueError(f"measure {self.name}: suite must be one of {SUITE_ROLES}, got {self.suite!r}")
 
 
 @dataclass(frozen=True)
@@ -132,7 +189,8 @@ _TABLE: list[Metric] = [
     Metric("latency_ms_median", kind="noisy", title="Latency, median (ms per batch)", source="median_ms",
            spread="latency_ms_iqr", samples="latency_ms_samples", table=True, relative=True,
            fit="latency_exp", plot="latency_vs_resolution", csv=True, compare=True,
-           tolerance={"cpu": 0.5, "cuda": 0.15}, load_sensitive=True, **_LAT),
+           tolerance={"cpu": 0.5, "cuda": 0.15}, effect={"cpu": 0.2, "cuda": 0.1}, load_sensitive=True,
+           **_LAT),
     Metric("latency_ms_p90", kind="info", source="p90_ms", csv=True, **_LAT),
     Metric("latency_ms_iqr", kind="info", source="iqr_ms", csv=True, **_LAT),
     Metric("latency_ms_mean", kind="info", source="mean_ms", **_LAT),
@@ -168,7 +226,8 @@ _TABLE: list[Metric] = [
     # --- cost in train mode (suite ``modes: [train]``): one AdamW step, pacabench.measure.train
     Metric("train_ms_median", "train", "noisy", "Train step, median (ms per batch)", "ms", source="median_ms",
            spread="train_ms_iqr", samples="train_ms_samples", table=True, fit="train_latency_exp", csv=True,
-           compare=True, tolerance={"cpu": 0.5, "cuda": 0.15}, load_sensitive=True),
+           compare=True, tolerance={"cpu": 0.5, "cuda": 0.15}, effect={"cpu": 0.2, "cuda": 0.1},
+           load_sensitive=True),
     Metric("train_ms_iqr", "train", "info", unit="ms", source="iqr_ms", csv=True),
     Metric("train_ms_p90", "train", "info", unit="ms", source="p90_ms"),
     Metric("train_ms_samples", "train", "info", type=list, source=_round_train_samples),
@@ -199,6 +258,16 @@ _TABLE: list[Metric] = [
     Metric("num_images", "accuracy", "info", type=int),
 ]
 
+# the measurements, in the order of the suite's ``metrics:`` names (accuracy tasks: TASKS)
+MEASURE_TABLE: dict[str, Measure] = {m.name: m for m in [
+    Measure("params", "default"),
+    Measure("flops", "default", refill=True),
+    Measure("latency", "default", timed=True, refill=True),
+    Measure("memory", "default", timed=True, refill=True),
+    Measure("capacity", "optional"),
+    Measure("train", "mode", timed=True),
+]}
+
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("imagenet", "pacabench.eval.imagenet:evaluate_case", 224, 64, "top1", "ImageNet top-1 accuracy (%)"),
     Task("ade20k", "pacabench.eval.ade20k:evaluate_case", 512, 1, "miou", "ADE20k mIoU (%)",
@@ -208,11 +277,39 @@ TASKS: dict[str, Task] = {t.name: t for t in [
 # fmt: on
 
 METRICS: dict[str, Metric] = {m.column: m for m in _TABLE}
-# the suite's ``metrics:`` names, in order: cost measurements, then accuracy tasks
-COST_MEASURES: tuple[str, ...] = ("params", "flops", "latency", "memory")
-# cost measurements a suite asks for by name only (not in the default ``metrics``)
-OPTIONAL_COST_MEASURES: tuple[str, ...] = ("capacity",)
-MEASURES: tuple[str, ...] = COST_MEASURES + OPTIONAL_COST_MEASURES + tuple(TASKS)
+
+
+@dataclass(frozen=True)
+class MeasureSets:
+    """What the suite, the executors and the runner read off the measure table."""
+
+    cost: tuple[str, ...]  # the suite's default ``metrics``
+    optional: tuple[str, ...]  # cost measurements a suite asks for by name only
+    names: tuple[str, ...]  # every ``metrics:`` name, in order: cost, optional, accuracy tasks
+    timed: frozenset[str]  # the ``metrics:`` names whose case an executor runs alone
+    refill: frozenset[str]  # the ``metrics:`` names a resumed run measures again for a finished case
+
+
+def measure_sets(measures: Iterable[Measure], tasks: Iterable[str]) -> MeasureSets:
+    measures = list(measures)
+    cost = tuple(m.name for m in measures if m.suite == "default")
+    optional = tuple(m.name for m in measures if m.suite == "optional")
+    named = [m for m in measures if m.suite != "mode"]  # a mode's measurement has no name in a suite
+    return MeasureSets(
+        cost=cost,
+        optional=optional,
+        names=cost + optional + tuple(tasks),
+        timed=frozenset(m.name for m in named if m.timed),
+        refill=frozenset(m.name for m in named if m.refill),
+    )
+
+
+_SETS = measure_sets(MEASURE_TABLE.values(), TASKS)
+COST_MEASURES: tuple[str, ...] = _SETS.cost
+OPTIONAL_COST_MEASURES: tuple[str, ...] = _SETS.optional
+MEASURES: tuple[str, ...] = _SETS.names
+TIMED: frozenset[str] = _SETS.timed
+REFILL: frozenset[str] = _SETS.refill
 
 
 def metric(column: str) -> Metric:
