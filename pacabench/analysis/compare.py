@@ -95,7 +95,9 @@ ALL_METRICS = tuple(m.column for m in _COMPARED)
 def _measure_groups(table: Iterable[Metric], measures: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Each measurement with compared columns -> those columns (params, flops, latency, memory, train)."""
     compared = [m for m in table if m.compare]
-    return {name: cols for name in measures if (cols := tuple(m.column for m in compared if m.measure == name))}
+    return {
+        name: cols for name in measures if (cols := tuple(m.column for m in compared if m.measure == name))
+    }
 
 
 def metric_groups(table: Iterable[Metric], measures: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -207,9 +209,7 @@ def parse_tolerances(specs: list[str] | None) -> Tolerances:
         elif name in METRIC_GROUPS:
             layer, cols = tol.per_metric, METRIC_GROUPS[name]
         else:
-            raise UsageError(
-                f"unknown metric '{name}' in --tolerance (known: {_known()})"
-            )
+            raise UsageError(f"unknown metric '{name}' in --tolerance (known: {_known()})")
         for col in cols:
             layer[col] = v
     return tol

@@ -41,7 +41,7 @@ from ..measure.latency import measure_latency, measure_rounds
 from ..measure.memory import measure_peak_memory, resident_bytes
 from ..measure.train import train_case
 from ..models import ResolutionError, create_model, get_spec
-from ..spec.metrics import TASKS, metrics_of
+from ..spec.metrics import REFILL, TASKS, TIMED, metrics_of
 from ..spec.sizes import tokens
 from ..spec.suite import Case, Suite
 from .results import Row, RunDir, row_key
@@ -83,10 +83,6 @@ class RunState:
     flops: dict[tuple, tuple[float, dict, float]] = field(default_factory=dict)
     warm: bool = False
     gemm: dict[tuple[str, str], float] = field(default_factory=dict)  # (device, dtype) → GEMM GMAC/s
-    # interleaved rounds (``_run_group``): run_case leaves the timing to the caller and parks
-    # each case's forward and remaining warm-up here
-    defer_latency: bool = False
-    deferred: dict = field(default_factory=dict)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -149,13 +145,6 @@ def _fill(row: Row, measure: str, record: Any) -> None:
             setattr(row, m.column, getattr(record, m.source))
 
 
-def _measure_flops(case: Case, model: torch.nn.Module, row: Row, state: RunState) -> None:
-    key = (case.model, case.head, case.resolution, json.dumps(case.kwargs, sort_keys=True), case.counter)
-    if key not in state.flops:
-        state.flops[key] = count_flops_as(model, case.resolution, case.counter)
-    _fill(row, "flops", state.flops[key])
-
-
 def _cost_model(case: Case) -> torch.nn.Module:
     """The model a cost case measures: the backbone, or with a ``head`` the whole segmentor."""
     if not case.head:
@@ -170,75 +159,183 @@ def _cost_model(case: Case) -> torch.nn.Module:
     )  # fmt: skip
 
 
-def _run_cost(case: Case, row: Row, state: RunState) -> None:
-    dev = torch.device(case.device)
+class _Bench:
+    """A cost case being measured: its model, and, built when a measure first runs a forward, the
+    input on the device and the forward as timed (FLOPs and capacity need neither)."""
+
+    def __init__(self, case: Case, model: torch.nn.Module, state: RunState):
+        self.case, self.model, self.state = case, model, state
+        self.dev = torch.device(case.device)
+
+    @functools.cached_property
+    def inputs(self) -> tuple[torch.nn.Module, torch.Tensor, bool]:
+        """(the model as run: compiled or eager, the input, whether it is the process's first forward)."""
+        case = self.case
+        self.model = self.model.to(self.dev)
+        x = torch.randn(case.batch_size, 3, *case.resolution, device=self.dev)
+        if case.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        first, self.state.warm = not self.state.warm, True
+        return (torch.compile(self.model) if case.compile else self.model), x, first
+
+    @property
+    def forward(self) -> Callable[[], Any]:
+        model, x, _ = self.inputs
+        return functools.partial(_forward, model, x, self.case.dtype, self.dev)
+
+
+@dataclass
+class _Timing:
+    """A case's latency, prepared (model built, kernels read) and not yet timed: ``_run_case_once``
+    times it alone, ``_run_group`` side by side with the other cases of its group."""
+
+    bench: _Bench
+    forward: Callable[[], Any]
+    warmup: int  # the warm-up calls still owed (``_warmup_left``)
+    kernels: dict[str, Any]
+
+    def finish(self, row: Row, rec: Any) -> None:
+        """The latency columns, the kernel record and the hardware efficiency."""
+        _fill(row, "latency", rec)
+        for k, v in self.kernels.items():
+            setattr(row, k, v)
+        _efficiency(self.bench.case, self.bench.model, row, self.bench.state)
+
+
+# ------------------------------------------------------------------------------------- measures
+def _flops(b: _Bench) -> Any:
+    """FLOPs do not depend on batch, dtype or device: traced once per run per model, size, kwargs."""
+    case = b.case
+    key = (case.model, case.head, case.resolution, json.dumps(case.kwargs, sort_keys=True), case.counter)
+    if key not in b.state.flops:
+        b.state.flops[key] = count_flops_as(b.model, case.resolution, case.counter)
+    return b.state.flops[key]
+
+
+def _capacity(b: _Bench) -> Any:
+    return case_capacity(b.case, is_oom)
+
+
+def _memory(b: _Bench) -> Any:
+    """The allocator's peak over one forward. It doubles as the first warm-up call of the timing
+    (saves one forward per case, which matters at 1024² on a CPU); the peak does not depend on it."""
+    forward = b.forward
+    if b.case.compile:
+        forward()  # compile outside the profiler
+    _, x, _ = b.inputs
+    return measure_peak_memory(forward, device=b.dev, resident=resident_bytes(b.model, x))
+
+
+def _latency(b: _Bench) -> _Timing:
+    """The timing, prepared. The SDPA backends are read on one forward of the eager model (not
+    compiled: a TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up."""
+    _, x, first = b.inputs
+    kernels = kernel_record(
+        functools.partial(_forward, b.model, x, b.case.dtype, b.dev), b.dev, b.case.compile
+    )
+    return _Timing(b, b.forward, _warmup_left(b.case, first), kernels)
+
+
+def _train(b: _Bench) -> Any:
+    """One AdamW step, timed, with its peak memory: in train mode it stands for latency and memory."""
+    model, x, first = b.inputs
+    return train_case(model, x, b.case, first=first)
+
+
+# A measure's function returns its record (``_fill`` copies it into the row through the metric
+# table's ``source``), or, for latency, the timing still to run. In run order: the memory
+# measure's forward counts as a warm-up of the latency timing that follows it.
+_MEASURES: dict[str, Callable[[_Bench], Any]] = {
+    "flops": _flops,
+    "capacity": _capacity,
+    "memory": _memory,
+    "latency": _latency,
+    "train": _train,
+}
+# what a record fills beyond its own columns: the train step's load average (a latency column)
+_ALSO: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "train": lambda rec: {"loadavg_1m": rec.latency.loadavg_1m if rec.latency else None},
+}
+
+
+def _nothing(rec: Any) -> dict[str, Any]:
+    return {}
+
+
+def _plan(case: Case) -> list[str]:
+    """The measures a cost case runs, in ``_MEASURES`` order: those its metrics name, except that
+    in train mode one training step measures the timed ones (latency, memory) together."""
+    names = [name for name in _MEASURES if name in case.metrics]
+    if case.mode == "train" and TIMED & set(names):
+        names = [name for name in names if name not in TIMED] + ["train"]
+    return names
+
+
+def _warmup_left(case: Case, first: bool) -> int:
+    """The warm-up calls the timing still owes: one more for the first forward of a process (it
+    pays one-off costs: library initialisation, kernel selection), one less for each forward
+    already run, the memory measure's and (eager) the kernel read."""
+    done = ("memory" in case.metrics) + (not case.compile)
+    return max(0, case.latency.warmup + first - done)
+
+
+def _run_cost(case: Case, row: Row, state: RunState) -> _Timing | None:
+    """Measure a cost case into ``row``: params always, then each measure of ``_plan``. Returns
+    the latency timing still to run, if any."""
     model = _cost_model(case)
     model.eval()
     row.params = count_params(model)
-    if dev.type == "cuda":
+    if torch.device(case.device).type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("device cuda requested but CUDA is not available")
-        model = model.to(dev)  # trace for FLOPs on the GPU too: 2048² on a CPU takes long
+        model = model.to(case.device)  # trace for FLOPs on the GPU too: 2048² on a CPU takes long
+    bench, timing = _Bench(case, model, state), None
+    for name in _plan(case):
+        rec = _MEASURES[name](bench)
+        if isinstance(rec, _Timing):
+            timing = rec
+            continue
+        _fill(row, name, rec)
+        for k, v in _ALSO.get(name, _nothing)(rec).items():
+            setattr(row, k, v)
+    return timing
 
-    if "flops" in case.metrics:
-        _measure_flops(case, model, row, state)
 
-    if "capacity" in case.metrics:
-        _fill(row, "capacity", case_capacity(case, is_oom))
-    if not {"latency", "memory"} & set(case.metrics):
-        return
-    model = model.to(dev)
-    x = torch.randn(case.batch_size, 3, *case.resolution, device=dev)
-    if case.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    fwd_model = torch.compile(model) if case.compile else model
-    if case.mode == "train":
-        rec = train_case(fwd_model, x, case, first=not state.warm)
-        state.warm = True
-        _fill(row, "train", rec)
-        row.loadavg_1m = rec.latency.loadavg_1m if rec.latency else None
-        return
+def _timing_kw(case: Case) -> dict[str, Any]:
+    lat = case.latency
+    return dict(batch_size=case.batch_size, iters=lat.iters, min_iters=lat.min_iters,
+                time_budget_s=lat.time_budget_s, device=torch.device(case.device))  # fmt: skip
 
-    forward = functools.partial(_forward, fwd_model, x, case.dtype, dev)
-    warmup = case.latency.warmup
-    if not state.warm:
-        # the first forward of a process pays one-off costs (library initialisation, kernel
-        # selection): give the first timed case one more warm-up so it is not penalised
-        warmup += 1
-        state.warm = True
-    if "memory" in case.metrics:
-        # The profiled forward doubles as the first warm-up call (saves one forward per case,
-        # which matters at 1024² on a CPU); the allocator peak does not depend on it.
-        if case.compile:
-            forward()  # compile outside the profiler
-        _fill(row, "memory", measure_peak_memory(forward, device=dev, resident=resident_bytes(model, x)))
-        warmup = max(0, warmup - 1)
-    if "latency" in case.metrics:
-        # the SDPA backends are read on one forward of the eager model (not compiled: a
-        # TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up
-        kernels = kernel_record(functools.partial(_forward, model, x, case.dtype, dev), dev, case.compile)
-        warmup = max(0, warmup - 1) if not case.compile else warmup
 
-        def finish(rec) -> None:
-            _fill(row, "latency", rec)
-            for k, v in kernels.items():
-                setattr(row, k, v)
-            _efficiency(case, model, row, state)
+def _time_alone(t: _Timing) -> Any:
+    case = t.bench.case
+    if case.latency.rounds == 1:
+        return measure_latency(t.forward, warmup=t.warmup, **_timing_kw(case))
+    (rec,) = measure_rounds([t.forward], rounds=case.latency.rounds, warmups=[t.warmup], **_timing_kw(case))
+    if isinstance(rec, Exception):
+        raise rec
+    return rec
 
-        if state.defer_latency:  # timed side by side with the rest of its group (_run_group)
-            state.deferred[case.key] = (forward, warmup, finish)
-            return
-        lat = case.latency
-        kw = dict(batch_size=case.batch_size, iters=lat.iters, min_iters=lat.min_iters,
-                  time_budget_s=lat.time_budget_s, device=dev)  # fmt: skip
-        if lat.rounds > 1:
-            rec = measure_rounds([forward], rounds=lat.rounds, warmups=[warmup], **kw)[0]
-            if isinstance(rec, Exception):
-                raise rec
+
+def _time_rounds(pending: list[tuple[Row, _Timing]]) -> None:
+    """Time prepared cases side by side in alternating rounds and finish their rows; a case that
+    fails in a round gets its status, the others go on."""
+    case = pending[0][1].bench.case
+    recs = measure_rounds(
+        [t.forward for _, t in pending], rounds=case.latency.rounds,
+        warmups=[t.warmup for _, t in pending], **_timing_kw(case),
+    )  # fmt: skip
+    for (row, timing), rec in zip(pending, recs):
+        if not isinstance(rec, Exception):
+            try:
+                timing.finish(row, rec)  # latency columns, kernel record, efficiency
+            except Exception as e:  # noqa: BLE001 - one failing case must not stop the group
+                rec = e
+        if isinstance(rec, Exception):
+            row.status, row.error = ("oom" if is_oom(rec) else "error"), _one_line(rec)
         else:
-            rec = measure_latency(forward, warmup=warmup, **kw)
-        finish(rec)
+            row.wall_s = (row.wall_s or 0.0) + sum(rec.times_ms) / 1000.0
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: str, dev: torch.device):
@@ -272,35 +369,42 @@ def _run_eval(case: Case, row: Row) -> None:
 def run_case(case: Case, state: RunState | None = None) -> Row:
     """Measure one case in this process; never raises for a failing model (KeyboardInterrupt aside).
 
-    ``state``: carried from case to case by ``run_suite`` (a fresh one when not given).
-    ``case.batch_decay``: a case that runs out of memory is measured again at smaller batches
-    (timm's ``decay_batch_step``: 128, 96, 64, 48, ...); the row keeps the requested batch and
-    records ``batch_size_used`` (its key then says ``decayed=N``)."""
+    ``state``: carried from case to case by ``run_suite`` (a fresh one when not given)."""
     state = state if state is not None else RunState()
-    row = _run_case_once(case, state)
+    return _with_decay(case, lambda c: (_run_case_once(c, state), None))[0]
+
+
+def _with_decay(case: Case, attempt: Callable[[Case], tuple[Row, Any]]) -> tuple[Row, Any]:
+    """``attempt(case)``, and with ``case.batch_decay`` again at smaller batches while it runs out
+    of memory (timm's ``decay_batch_step``: 128, 96, 64, 48, ...); the row keeps the requested
+    batch and records ``batch_size_used`` (its key then says ``decayed=N``)."""
+    row, extra = attempt(case)
     if not case.batch_decay:
-        return row
+        return row, extra
     from timm.utils import decay_batch_step
 
     batch = case.batch_size
     while row.status == "oom" and (batch := decay_batch_step(batch)) >= 1:
-        row = _run_case_once(replace(case, batch_size=batch), state)
+        row, extra = attempt(replace(case, batch_size=batch))
     row.batch_size, row.batch_size_used = case.batch_size, batch if row.status != "oom" else None
     row.batch_decay = True
     row.case_id = str(row_key(row))
-    return row
+    return row, extra
 
 
-def _run_case_once(case: Case, state: RunState) -> Row:
+def _new_row(case: Case) -> Row:
     if case.threads:
         torch.set_num_threads(case.threads)
-    row = _base_row(case)
+    return _base_row(case)
+
+
+@contextlib.contextmanager
+def _outcome(case: Case, row: Row):
+    """The block measures ``row``: its status (``ok``; ``oom``, ``error`` or ``skipped`` with a
+    one-line message: one failing case must not stop the suite) and wall time."""
     t0 = time.perf_counter()
     try:
-        if case.task == "cost":
-            _run_cost(case, row, state)
-        else:
-            _run_eval(case, row)
+        yield
         row.status = "ok"
     except KeyboardInterrupt:
         raise
@@ -317,39 +421,38 @@ def _run_case_once(case: Case, state: RunState) -> Row:
         if case.device == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
     row.wall_s = time.perf_counter() - t0
+
+
+def _run_case_once(case: Case, state: RunState) -> Row:
+    row = _new_row(case)
+    with _outcome(case, row):
+        if case.task != "cost":
+            _run_eval(case, row)
+        elif (timing := _run_cost(case, row, state)) is not None:
+            timing.finish(row, _time_alone(timing))
     return row
 
 
+def _prepare(case: Case, state: RunState) -> tuple[Row, _Timing | None]:
+    """A case of an interleaved group, measured all but its timing."""
+    row, timing = _new_row(case), None
+    with _outcome(case, row):
+        timing = _run_cost(case, row, state)
+    return row, timing
+
+
 def _run_group(cases: list[Case], state: RunState) -> list[Row]:
-    """Interleaved rounds (``pacabench.runs.rounds``): build and measure every case of the group once
-    (params, FLOPs, memory, warm-up) with its timing deferred, then time all of them in
-    alternating rounds; a case that fails in a round gets its status, the others go on."""
-    state.defer_latency = True
-    try:
-        rows = [run_case(c, state) for c in cases]
-    finally:
-        state.defer_latency = False
-    parked = [(row, state.deferred.pop(c.key)) for c, row in zip(cases, rows) if c.key in state.deferred]
-    if not parked:
-        return rows
-    c0 = cases[0]
-    lat = c0.latency
-    recs = measure_rounds(
-        [fwd for _, (fwd, _, _) in parked], rounds=lat.rounds, warmups=[w for _, (_, w, _) in parked],
-        batch_size=c0.batch_size, iters=lat.iters, min_iters=lat.min_iters,
-        time_budget_s=lat.time_budget_s, device=torch.device(c0.device),
-    )  # fmt: skip
-    for (row, (_, _, finish)), rec in zip(parked, recs):
-        if not isinstance(rec, Exception):
-            try:
-                finish(rec)  # latency columns, kernel record, efficiency
-            except Exception as e:  # noqa: BLE001 - one failing case must not stop the group
-                rec = e
-        if isinstance(rec, Exception):
-            row.status, row.error = ("oom" if is_oom(rec) else "error"), _one_line(rec)
-        else:
-            row.wall_s = (row.wall_s or 0.0) + sum(rec.times_ms) / 1000.0
-    return rows
+    """Interleaved rounds (``pacabench.runs.rounds``): build and measure every case of the group
+    once (params, FLOPs, memory, warm-up), then time them all side by side. A case whose batch
+    decayed (out of memory, ``batch_decay``) is timed in rounds of its own, at its batch."""
+    prepared = [_with_decay(c, lambda c: _prepare(c, state)) for c in cases]
+    by_batch: dict[int, list[tuple[Row, _Timing]]] = {}
+    for row, timing in prepared:
+        if timing is not None:
+            by_batch.setdefault(timing.bench.case.batch_size, []).append((row, timing))
+    for pending in by_batch.values():
+        _time_rounds(pending)
+    return [row for row, _ in prepared]
 
 
 def _run_case_isolated(case: Case, timeout_s: float | None = None) -> Row:
@@ -484,14 +587,15 @@ def _missing(case: Case, row: dict[str, Any], refill: frozenset[str]) -> tuple[s
     """The metrics of ``refill`` this finished case asks for and its (ok) row lacks."""
     if row.get("status") != "ok":
         return ()
-    return tuple(m for m in case.metrics if m in refill and m in ("flops", "latency", "memory"))
+    return tuple(m for m in case.metrics if m in refill and m in REFILL)
 
 
 def _refill_row(case: Case, old: dict[str, Any], metrics: tuple[str, ...], fn, run_dir: RunDir) -> Row:
     """Measure only ``metrics`` for a finished case and write them into its row."""
-    new = fn(with_artifacts(replace(case, metrics=metrics), run_dir))
+    again = replace(case, metrics=metrics)
+    new = fn(with_artifacts(again, run_dir))
     merged = dict(old)
-    for m in metrics:
+    for m in _plan(again):  # the measures run for them (in train mode: the train step)
         for col in metrics_of(m):
             merged[col.column] = getattr(new, col.column)
     if new.status != "ok":

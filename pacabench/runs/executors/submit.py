@@ -12,6 +12,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...spec.executor import ExecutorConfig
+from ...spec.metrics import TIMED  # a timed case runs alone; params/FLOPs-only cases may share
 from ..results import RunDir
 from .collect import collect_rows
 from .jobstate import JobState, Submission, record_submissions
@@ -21,7 +22,6 @@ from .snapshot import importing_from, make_snapshot
 __all__ = ["make_executor", "submit_cases", "is_timed", "POLL_S"]
 
 POLL_S = 0.5
-TIMED = {"latency", "memory"}  # a timed case runs alone; params/FLOPs-only cases may share
 
 
 def is_timed(case) -> bool:
