@@ -31,14 +31,17 @@ def compare_cmd(
         "runs of the same cases, a latency/memory regression must show in every one (best of N).",
     ),
     metrics: list[str] | None = typer.Option(
-        None, "--metrics", "-m", help="Comma list: params, flops, latency, memory, accuracy, or column names."
+        None,
+        "--metrics",
+        "-m",
+        help="Comma list: params, flops, latency, memory, train, accuracy, or columns.",
     ),
     tolerance: list[str] | None = typer.Option(
         None,
         "--tolerance",
         "-t",
         help="NAME=VALUE (repeatable): latency=0.5 memory=0.1 (relative), accuracy=0.1 (points), "
-        "flops=0.001 (relative); a bare number sets latency and memory.",
+        "flops=0.001 (relative), train=0.5; a bare number sets the noisy ones (latency, memory, train).",
     ),
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | json"),
     fail_on_missing: bool = typer.Option(
