@@ -47,6 +47,7 @@ __all__ = [
     "SegLoadReport",
     "HEADS",
     "create_segmentor",
+    "create_model_or_segmentor",
     "parse_segmentor_name",
     "segmentor_names",
 ]
@@ -500,3 +501,25 @@ def create_segmentor(
         if verbose:
             print(f"[pacabench] {seg.name}: {seg.load_report.notice()}", file=sys.stderr)
     return seg.eval()
+
+
+def create_model_or_segmentor(
+    model: str,
+    head: str | None = None,
+    *,
+    img_size: int | Sequence[int] | None = None,
+    checkpoint=None,
+    verbose: bool = True,
+    **kwargs,
+) -> nn.Module:
+    """The backbone ``model`` (``create_model``), or with ``head`` the whole segmentor on it:
+    what a cost case or ``flops``/``profile`` measures. ``clusters`` in ``kwargs`` go to the
+    backbone either way (a segmentor's own downstream default applies when it is None)."""
+    from . import create_model
+
+    if not head:
+        return create_model(model, img_size=img_size, checkpoint=checkpoint, **kwargs)
+    clusters = kwargs.pop("clusters", None)
+    return create_segmentor(
+        model, head, clusters=clusters, checkpoint=checkpoint, img_size=img_size, verbose=verbose, **kwargs
+    )
