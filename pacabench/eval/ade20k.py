@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
+from ..spec.sizes import hw_text
 from .common import (
     SampleDataset,
     autocast,
@@ -183,11 +184,11 @@ class ADE20kEval(SampleDataset):
         try:
             img, (h, w) = load_image(s.image, self.scale)
         except Exception as e:  # noqa: BLE001
-            return i, None, None, f"cannot read image {s.image}: {_first_line(e)}"
+            return i, None, None, f"cannot read image {s.image}: {first_line(e)}"
         try:
             lab = load_annotation(s.annotation, self.num_classes)
         except Exception as e:  # noqa: BLE001
-            return i, None, None, f"bad annotation {s.annotation}: {_first_line(e)}"
+            return i, None, None, f"bad annotation {s.annotation}: {first_line(e)}"
         if lab.shape != (h, w):
             return (
                 i,
@@ -196,11 +197,6 @@ class ADE20kEval(SampleDataset):
                 f"annotation {s.annotation} is {lab.shape[1]}x{lab.shape[0]}, image {s.image} is {w}x{h}",
             )
         return i, img, torch.from_numpy(lab), None
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def area_stats(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -399,7 +395,7 @@ def _check_args(
     if num_classes < 1:
         raise UsageError(f"num_classes must be at least 1, got {num_classes}")
     if scale is not None and min(scale) < 1:
-        raise UsageError(f"scale must be positive (LONGxSHORT, e.g. 2048x512), got {scale[0]}x{scale[1]}")
+        raise UsageError(f"scale must be positive (LONGxSHORT, e.g. 2048x512), got {hw_text(scale)}")
     if mode not in ("whole", "slide"):
         raise UsageError(f"mode must be 'whole' or 'slide', got '{mode}'")
     if limit is not None and limit < 1:
@@ -423,7 +419,7 @@ def _build(model, head, num_classes, clusters, checkpoint, crop_size, *, verbose
             verbose=verbose,
         )
     except (CheckpointError, ResolutionError, UnknownModelError, ValueError) as e:
-        raise UsageError(_first_line(e)) from None
+        raise UsageError(first_line(e)) from None
 
 
 @dataclass

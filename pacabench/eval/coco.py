@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ..paths import OutputWriteError
 from .distributed import DistInfo, cleanup, gather_objects, init_distributed, shard_indices
 
@@ -259,8 +259,7 @@ class _Images(torch.utils.data.Dataset):
         try:
             return i, _read_image(self.paths[i]), None
         except Exception as e:  # noqa: BLE001 - reported as a one-line usage error
-            why = str(e).splitlines()[0] if str(e) else type(e).__name__
-            return i, None, f"cannot read image {self.paths[i]}: {why}"
+            return i, None, f"cannot read image {self.paths[i]}: {first_line(e)}"
 
 
 def _broadcast(obj, info: DistInfo):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from pathlib import Path
@@ -12,10 +11,11 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from ..errors import UsageError
+from ..measure.precision import autocast, torch_dtype
+from ..spec.dtypes import TORCH_NAMES
 from .distributed import DistInfo, all_reduce_sum, gather_objects
 
 __all__ = [
-    "DTYPES",
     "IMAGE_EXTENSIONS",
     "resolve_device",
     "autocast",
@@ -25,7 +25,6 @@ __all__ = [
     "sync",
 ]
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -85,16 +84,9 @@ def write_or_keep(write, path, result: dict) -> None:
 
 
 def check_dtype(dtype: str) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise UsageError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
-    return DTYPES[dtype]
-
-
-def autocast(dtype: str, device: torch.device):
-    """Autocast to bf16/fp16 (weights stay fp32); fp32 runs plainly."""
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+    if dtype not in TORCH_NAMES:
+        raise UsageError(f"unknown dtype '{dtype}' (choose from {', '.join(TORCH_NAMES)})")
+    return torch_dtype(dtype)
 
 
 def sync(device: torch.device) -> None:

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
+from ..spec.sizes import as_hw
 from .common import (
     IMAGE_EXTENSIONS,
     SampleDataset,
@@ -136,11 +137,7 @@ def build_transform(model: torch.nn.Module, *, img_size=None, crop_pct=None, int
 
     args = {}
     if img_size is not None:
-        if isinstance(img_size, int):
-            args["input_size"] = (3, img_size, img_size)
-        else:
-            h, w = img_size
-            args["input_size"] = (3, int(h), int(w))
+        args["input_size"] = (3, *as_hw(img_size))
     if crop_pct is not None:
         if not 0 < crop_pct <= 1.0:
             raise UsageError(f"crop_pct must be in (0, 1], got {crop_pct}")
@@ -184,8 +181,7 @@ class ImageNetEval(SampleDataset):
         except FileNotFoundError:
             return None, s.label, i, f"image not found: {s.path} (listed in {s.origin})"
         except Exception as e:  # noqa: BLE001 - any decoding failure is a bad file
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return None, s.label, i, f"cannot read image {s.path}: {msg}"
+            return None, s.label, i, f"cannot read image {s.path}: {first_line(e)}"
         return x, s.label, i, None
 
 
@@ -202,7 +198,7 @@ def _collate(items):
 
 
 def _to_usage(e: Exception) -> UsageError:
-    return UsageError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return UsageError(first_line(e))
 
 
 def evaluate_imagenet(

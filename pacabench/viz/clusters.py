@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 __all__ = ["render_cluster_map", "cluster_assignment"]
 
@@ -78,7 +78,7 @@ def _load_image(image_path: str | Path, model: torch.nn.Module, img_size: int) -
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(image_path).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UsageError(f"refusing image {image_path}: {_first_line(e)}") from None
+        raise UsageError(f"refusing image {image_path}: {first_line(e)}") from None
     except (UnidentifiedImageError, OSError) as e:
         raise UsageError(f"cannot read image {image_path}: {e}") from None
     cfg = resolve_data_config({"input_size": (3, img_size, img_size)}, model=model)
@@ -87,11 +87,6 @@ def _load_image(image_path: str | Path, model: torch.nn.Module, img_size: int) -
     std = torch.tensor(cfg["std"]).view(3, 1, 1)
     display = (x[0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
     return x, display
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 @torch.no_grad()
