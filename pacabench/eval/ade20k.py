@@ -19,14 +19,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
 
 from ..errors import UsageError, first_line
 from ..spec.sizes import hw_text
@@ -36,13 +34,16 @@ from .common import (
     check_dtype,
     check_outputs,
     check_workers,
+    default_workers,
+    place,
     raise_if_any_failed,
     reduce_max,
     resolve_device,
-    sync,
+    shard_loader,
+    timed,
     write_or_keep,
 )
-from .distributed import all_reduce_sum, gather_objects, init_distributed, shard_indices
+from .distributed import all_reduce_sum, gather_objects, init_distributed
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -296,38 +297,20 @@ def evaluate_ade20k(
     """
     info = init_distributed(device)
     dev = resolve_device(device, info)
-    check_dtype(dtype)
-    _check_args(mode, limit, crop_size, stride, num_classes=num_classes, scale=scale, workers=workers)
+    _check_args(mode, limit, crop_size, stride, num_classes, scale, workers, dtype)
     check_outputs(save_predictions=(save_predictions, "dir"), per_class=(per_class, "file"))
-    if workers is None:
-        workers = min(4, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
 
     samples = find_ade_samples(data, split)
     samples = samples[:limit] if limit is not None else samples
     if net is None:
         net = _build(model, head, num_classes, clusters, checkpoint, crop_size, verbose=info.is_main)
-    net.eval().to(dev)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    n_cls = net.num_classes
-    if save_predictions is not None:
-        out_dir = Path(save_predictions)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"save_predictions must be a folder: {out_dir}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-    ds = Subset(ADE20kEval(samples, scale, n_cls), shard_indices(len(samples), info))
-    loader = DataLoader(
-        ds, batch_size=None, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
-    )
-    t0 = time.perf_counter()
-    loop = _Loop(n_cls, skip_bad, None if save_predictions is None else Path(save_predictions))
-    loop.run(
-        net, loader, samples, dev, dtype, channels_last, dict(mode=mode, crop_size=crop_size, stride=stride)
-    )
-    sync(dev)
-    wall = time.perf_counter() - t0
+    n_cls = place(net, dev, channels_last).num_classes
+    loop = _Loop(n_cls, skip_bad, _prediction_dir(save_predictions))
+    ds = ADE20kEval(samples, scale, n_cls)
+    loader = shard_loader(ds, info, dev, default_workers(workers, info, most=4))
+    how = dict(mode=mode, crop_size=crop_size, stride=stride)
+    wall = timed(lambda: loop.run(net, loader, samples, dev, dtype, channels_last, how), dev)
     raise_if_any_failed(loop.error, info)
-
     counts = _gather(loop, wall, info)
     result = _result(
         counts, net, n_cls, model=model, head=head, checkpoint=checkpoint, mode=mode, dtype=dtype,
@@ -336,6 +319,17 @@ def evaluate_ade20k(
     if per_class is not None and info.is_main:
         write_or_keep(lambda: write_per_class(per_class, result), per_class, result)
     return result
+
+
+def _prediction_dir(save_predictions: str | os.PathLike | None) -> Path | None:
+    """The folder that receives the predicted PNGs, created; None without ``save_predictions``."""
+    if save_predictions is None:
+        return None
+    out_dir = Path(save_predictions)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"save_predictions must be a folder: {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
 
 
 def _gather(loop: _Loop, wall: float, info) -> dict:
@@ -389,8 +383,10 @@ def _result(counts: dict, net, n_cls: int, *, model, head, checkpoint, mode, dty
 
 
 def _check_args(
-    mode: str, limit: int | None, crop_size: int, stride: int, *, num_classes, scale, workers
+    mode: str, limit: int | None, crop_size: int, stride: int, num_classes, scale, workers, dtype
 ) -> None:
+    """Every option before any work (the first bad one is the error)."""
+    check_dtype(dtype)
     check_workers(workers)
     if num_classes < 1:
         raise UsageError(f"num_classes must be at least 1, got {num_classes}")

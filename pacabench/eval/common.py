@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import UsageError
 from ..measure.precision import autocast, torch_dtype
 from ..spec.dtypes import TORCH_NAMES
-from .distributed import DistInfo, all_reduce_sum, gather_objects
+from .distributed import DistInfo, all_reduce_sum, gather_objects, shard_indices
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -23,6 +24,10 @@ __all__ = [
     "raise_if_any_failed",
     "require_dir",
     "sync",
+    "default_workers",
+    "place",
+    "timed",
+    "shard_loader",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -94,6 +99,29 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def default_workers(workers: int | None, info: DistInfo, most: int) -> int:
+    """``workers``, or by default this machine's CPUs shared among the ranks (``most`` at most)."""
+    if workers is not None:
+        return workers
+    return min(most, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
+
+
+def place(net: torch.nn.Module, dev: torch.device, channels_last: bool) -> torch.nn.Module:
+    """``net`` in eval mode on ``dev``, its weights channels-last if asked."""
+    net.eval().to(dev)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    return net
+
+
+def timed(run, dev: torch.device) -> float:
+    """Seconds ``run()`` takes, the device's queued work included (an evaluation's ``wall_s``)."""
+    t0 = time.perf_counter()
+    run()
+    sync(dev)
+    return time.perf_counter() - t0
+
+
 def reduce_max(value: float, info: DistInfo) -> float:
     """Maximum of a float over ranks (e.g. the slowest rank's wall time)."""
     if not info.enabled:
@@ -149,6 +177,20 @@ class SampleDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+
+def shard_loader(ds, info: DistInfo, dev: torch.device, workers: int, batch_size=None, collate_fn=None):
+    """This rank's strided shard of ``ds`` (``shard_indices``), in order; ``batch_size`` None: one item
+    at a time, unbatched."""
+    return DataLoader(
+        Subset(ds, shard_indices(len(ds), info)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        collate_fn=collate_fn,
+        persistent_workers=False,
+    )
 
 
 def case_options(case) -> tuple[str, dict]:
