@@ -27,20 +27,18 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError, first_line
+from ..measure.precision import autocast
 from ..spec.sizes import hw_text
 from .common import (
     SampleDataset,
-    autocast,
     check_dtype,
     check_outputs,
     check_workers,
     default_workers,
     place,
-    raise_if_any_failed,
     reduce_max,
     resolve_device,
-    shard_loader,
-    timed,
+    run_shard,
     write_or_keep,
 )
 from .distributed import all_reduce_sum, gather_objects, init_distributed
@@ -307,10 +305,10 @@ def evaluate_ade20k(
     n_cls = place(net, dev, channels_last).num_classes
     loop = _Loop(n_cls, skip_bad, _prediction_dir(save_predictions))
     ds = ADE20kEval(samples, scale, n_cls)
-    loader = shard_loader(ds, info, dev, default_workers(workers, info, most=4))
     how = dict(mode=mode, crop_size=crop_size, stride=stride)
-    wall = timed(lambda: loop.run(net, loader, samples, dev, dtype, channels_last, how), dev)
-    raise_if_any_failed(loop.error, info)
+    wall = run_shard(
+        loop, net, ds, info, dev, default_workers(workers, info, 4), samples, dev, dtype, channels_last, how
+    )
     counts = _gather(loop, wall, info)
     result = _result(
         counts, net, n_cls, model=model, head=head, checkpoint=checkpoint, mode=mode, dtype=dtype,

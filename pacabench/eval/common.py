@@ -26,8 +26,7 @@ __all__ = [
     "sync",
     "default_workers",
     "place",
-    "timed",
-    "shard_loader",
+    "run_shard",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -114,14 +113,6 @@ def place(net: torch.nn.Module, dev: torch.device, channels_last: bool) -> torch
     return net
 
 
-def timed(run, dev: torch.device) -> float:
-    """Seconds ``run()`` takes, the device's queued work included (an evaluation's ``wall_s``)."""
-    t0 = time.perf_counter()
-    run()
-    sync(dev)
-    return time.perf_counter() - t0
-
-
 def reduce_max(value: float, info: DistInfo) -> float:
     """Maximum of a float over ranks (e.g. the slowest rank's wall time)."""
     if not info.enabled:
@@ -179,10 +170,13 @@ class SampleDataset(Dataset):
         return len(self.samples)
 
 
-def shard_loader(ds, info: DistInfo, dev: torch.device, workers: int, batch_size=None, collate_fn=None):
-    """This rank's strided shard of ``ds`` (``shard_indices``), in order; ``batch_size`` None: one item
-    at a time, unbatched."""
-    return DataLoader(
+def run_shard(loop, net, ds, info: DistInfo, dev: torch.device, workers: int, *args, batch_size=None,
+              collate_fn=None) -> float:  # fmt: skip
+    """``loop.run(net, loader, *args)`` over this rank's strided shard of ``ds`` (``shard_indices``,
+    in order; ``batch_size`` None: one item at a time). Returns the wall seconds, the device's
+    queued work included (the evaluation's ``wall_s``); a failure on any rank (``loop.error``) is
+    raised on every rank."""
+    loader = DataLoader(
         Subset(ds, shard_indices(len(ds), info)),
         batch_size=batch_size,
         shuffle=False,
@@ -191,6 +185,12 @@ def shard_loader(ds, info: DistInfo, dev: torch.device, workers: int, batch_size
         collate_fn=collate_fn,
         persistent_workers=False,
     )
+    t0 = time.perf_counter()
+    loop.run(net, loader, *args)
+    sync(dev)
+    wall = time.perf_counter() - t0
+    raise_if_any_failed(loop.error, info)
+    return wall
 
 
 def case_options(case) -> tuple[str, dict]:

@@ -25,23 +25,21 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError, first_line
+from ..measure.precision import autocast
 from ..spec.sizes import as_hw
 from .common import (
     IMAGE_EXTENSIONS,
     SampleDataset,
-    autocast,
     check_dtype,
     check_outputs,
     check_workers,
     default_workers,
     pct,
     place,
-    raise_if_any_failed,
     reduce_max,
     require_dir,
     resolve_device,
-    shard_loader,
-    timed,
+    run_shard,
     write_or_keep,
 )
 from .distributed import all_reduce_sum, gather_objects, init_distributed
@@ -248,11 +246,9 @@ def evaluate_imagenet(
 
     transform, cfg = build_transform(net, img_size=img_size, crop_pct=crop_pct, interpolation=interpolation)
     place(net, dev, channels_last)
-    workers = default_workers(workers, info, most=8)
-    loader = shard_loader(ImageNetEval(samples, transform), info, dev, workers, batch_size, _collate)
     loop = _Loop(k=min(5, n_cls), skip_bad=skip_bad, keep_predictions=save_predictions is not None)
-    wall = timed(lambda: loop.run(net, loader, dev, dtype, channels_last), dev)
-    raise_if_any_failed(loop.error, info)
+    wall = run_shard(loop, net, ImageNetEval(samples, transform), info, dev, default_workers(workers, info, 8),
+                     dev, dtype, channels_last, batch_size=batch_size, collate_fn=_collate)  # fmt: skip
     result, skipped_files, pred_rows = _gather(loop, wall, info, save_predictions is not None)
     settings = {"batch_size": batch_size, "dtype": dtype, "device": dev.type, "channels_last": channels_last}
     out = _record(model, checkpoint, result, settings, cfg, layout, info, skipped_files)
