@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PacabenchError
+from ..spec.sizes import as_hw
 
 
 class UnknownHeadError(PacabenchError):
@@ -282,8 +283,8 @@ class Segmentor(nn.Module):
     ) -> torch.Tensor:
         """mmseg's sliding window: crops of ``crop_size`` every ``stride`` (the last one flush
         with the border), logits summed and divided by the per-pixel count."""
-        ch, cw = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
-        sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        ch, cw = as_hw(crop_size)
+        sh, sw = as_hw(stride)
         b, _, h, w = img.shape
         h_grids = max(h - ch + sh - 1, 0) // sh + 1
         w_grids = max(w - cw + sw - 1, 0) // sw + 1
