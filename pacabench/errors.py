@@ -13,3 +13,10 @@ class PacabenchError(ValueError):
 
 class UsageError(PacabenchError):
     """Bad input from the user: a file, an option, a value."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of ``str(e)`` (stripped), or the exception's type name when it says nothing:
+    what every one-line error report shows of an exception it did not raise itself."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -29,21 +29,27 @@ __all__ = [
 ]
 
 
+class _Estimate:
+    """A point estimate (its dataclass's first field) with its interval ``low``..``high``;
+    ``DIGITS``: the decimals ``format`` writes unless told."""
+
+    DIGITS = 3
+
+    def format(self, digits: int | None = None) -> str:
+        """'point [low, high]', e.g. '0.781 [0.752, 0.806]'."""
+        d = self.DIGITS if digits is None else digits
+        point = getattr(self, fields(self)[0].name)
+        return f"{point:.{d}f} [{self.low:.{d}f}, {self.high:.{d}f}]"
+
+
 @dataclass(frozen=True)
-class RatioCI:
+class RatioCI(_Estimate):
     ratio: float  # median(a) / median(b)
     low: float
     high: float
     level: float
     n_a: int
     n_b: int
-
-    def format(self, digits: int = 3) -> str:
-        return _fmt(self.ratio, self.low, self.high, digits)
-
-
-def _fmt(value: float, low: float, high: float, digits: int) -> str:
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def _interval(boot: np.ndarray, level: float, point: float) -> tuple[float, float]:
@@ -262,16 +268,15 @@ def t_quantile(level: float, df: int) -> float:
 
 
 @dataclass(frozen=True)
-class ExponentCI:
+class ExponentCI(_Estimate):
     """Log–log slope of median latency against tokens, with a bootstrap interval."""
+
+    DIGITS = 2
 
     slope: float
     low: float
     high: float
     level: float
-
-    def format(self, digits: int = 2) -> str:
-        return _fmt(self.slope, self.low, self.high, digits)
 
 
 def exponent_ci(

@@ -36,11 +36,11 @@ def capacity(
     """Largest batch (at --resolution) or resolution (multiple of 32, at --batch) that fits --memory."""
     from ..measure.capacity import find_capacity, parse_memory
     from ..models import get_spec
-    from ..runs.runner import is_oom
+    from ..spec.dtypes import TORCH_NAMES
 
     budget = parse_memory(memory)
     get_spec(model)
-    if dtype not in ("fp32", "fp16", "bf16"):
+    if dtype not in TORCH_NAMES:
         raise UsageError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
     if device not in ("cpu", "cuda"):
         raise UsageError(f"device must be cpu or cuda, got {device!r}")
@@ -56,7 +56,7 @@ def capacity(
             raise UsageError("--device cuda: CUDA is not available on this machine")
     cap = find_capacity(
         model, budget, mode=mode, resolution=resolution, batch=batch, limit=limit, device=device,
-        is_oom=is_oom, dtype=dtype, grad_checkpointing=grad_checkpointing, start=start,
+        dtype=dtype, grad_checkpointing=grad_checkpointing, start=start,
         on_probe=_show_probe if verbose else None,
     )  # fmt: skip
     result = {"model": model, "mode": mode, "dtype": dtype, "device": device, "memory_bytes": budget}

@@ -9,8 +9,9 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
+from ..spec.sizes import hw_text
 from . import _app, _profile
-from ._profile import build_model, flops_size, out_of_memory_is_usage
+from ._profile import flops_size, out_of_memory_is_usage
 
 
 def register(app: typer.Typer) -> None:
@@ -102,7 +103,7 @@ def flops(
         return
     from rich.table import Table
 
-    t = Table(title=f"{model}{' + ' + head if head else ''} at {hw[0]}x{hw[1]}", show_header=False)
+    t = Table(title=f"{model}{' + ' + head if head else ''} at {hw_text(hw)}", show_header=False)
     t.add_row("params", f"{res['params'] / 1e6:.3f} M")
     if res.get("gflops") is not None:
         t.add_row("GFLOPs (1 MAC = 1 FLOP)", f"{res['gflops']:.3f}")
@@ -156,8 +157,9 @@ def _detector_flops(model: str, hw: tuple[int, int]) -> dict:
 def _model_flops(model: str, hw: tuple[int, int], head: str | None, attention: bool, counter: str) -> dict:
     from ..measure.flops import count_flops
     from ..measure.flops_torch import FLAG_PCT, count_flops_as, counter_gap
+    from ..models.segmentation import create_model_or_segmentor
 
-    m = build_model(model, hw, head)
+    m = create_model_or_segmentor(model, head, img_size=hw)
     rec = count_flops(m, hw, attention=attention) if counter == "fvcore" else count_flops_as(m, hw, counter)
     extra = {"counter_gap": counter_gap(rec), "flag_pct": FLAG_PCT} if counter == "both" else {}
     return {

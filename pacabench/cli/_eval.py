@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from ..errors import PacabenchError, UsageError
+from ..errors import PacabenchError, UsageError, first_line
 
 eval_app = typer.Typer(
     help="Accuracy on local datasets (ImageNet-1k, ADE20k, COCO); works under torchrun.", no_args_is_help=True
@@ -169,8 +169,7 @@ def run_command(fn, *, as_json: bool, title: str, summary_keys: tuple[str, ...],
         _show(result, as_json=as_json, title=title, summary_keys=summary_keys, drop=drop)
     if failed is not None:
         if info.is_main:
-            msg = str(failed).strip().splitlines()[0] if str(failed).strip() else type(failed).__name__
-            print(f"pacabench: error: {msg}", file=sys.stderr)
+            print(f"pacabench: error: {first_line(failed)}", file=sys.stderr)
         raise typer.Exit(2)
 
 

@@ -8,7 +8,8 @@ import sys
 
 import typer
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
+from ..spec.sizes import hw_text, parse_hw
 from . import _app
 
 _MODULE_UNITS = "GMACs per image (1 multiply-add = 1 FLOP), batch 1, eval; parents include their children"
@@ -20,36 +21,25 @@ MAX_FLOPS_SIDE = 8192
 def flops_size(resolution: str) -> tuple[int, int]:
     """-r as (h, w): every side from 32 (what every family takes) to MAX_FLOPS_SIDE."""
     from ..models import to_hw
-    from ..spec.sizes import parse_hw
 
     hw = to_hw(parse_hw(resolution))
     if max(hw) > MAX_FLOPS_SIDE:
         raise UsageError(
-            f"resolution {hw[0]}x{hw[1]} is too large: every side must be at most {MAX_FLOPS_SIDE}"
+            f"resolution {hw_text(hw)} is too large: every side must be at most {MAX_FLOPS_SIDE}"
         )
     return hw
 
 
 def out_of_memory_is_usage(count, what: str = "counting FLOPs"):
     """``count()``, with an allocation failure turned into one line."""
+    from ..measure.oom import is_oom
+
     try:
         return count()
     except (MemoryError, RuntimeError) as e:
-        text = (str(e).strip().splitlines() or ["MemoryError"])[0]
-        if not isinstance(e, MemoryError) and "alloc" not in text and "out of memory" not in text:
+        if not is_oom(e):
             raise
-        raise UsageError(f"out of memory {what} at this size ({text[:120]})") from None
-
-
-def build_model(model: str, hw: tuple[int, int], head: str | None):
-    """The backbone at ``hw``, or with ``head`` the whole segmentor."""
-    from ..models import create_model
-
-    if head:
-        from ..models.segmentation import create_segmentor
-
-        return create_segmentor(model, head, img_size=hw)
-    return create_model(model, img_size=hw)
+        raise UsageError(f"out of memory {what} at this size ({first_line(e)[:120]})") from None
 
 
 def _label(name: str, depth: int) -> str:
@@ -61,8 +51,9 @@ def flops_by_module_cmd(
 ):
     """``flops --by-module``: one row per module down to ``depth``, as a table or JSON."""
     from ..measure.modules import flops_by_module
+    from ..models.segmentation import create_model_or_segmentor
 
-    m = build_model(model, hw, head)
+    m = create_model_or_segmentor(model, head, img_size=hw)
     rows = out_of_memory_is_usage(lambda: flops_by_module(m, hw, depth=depth, counter=counter))
     if as_json:
         doc = {"model": model, **({"head": head} if head else {}), "resolution": list(hw), "counter": counter,
@@ -71,7 +62,7 @@ def flops_by_module_cmd(
         return
     from rich.table import Table
 
-    t = Table(title=f"{model}{' + ' + head if head else ''} at {hw[0]}x{hw[1]}: FLOPs per module ({counter})")
+    t = Table(title=f"{model}{' + ' + head if head else ''} at {hw_text(hw)}: FLOPs per module ({counter})")
     for c in ("module", "params (M)", "GFLOPs", "share"):
         t.add_column(c, justify="left" if c == "module" else "right", no_wrap=True)
     for r in rows:
@@ -117,8 +108,9 @@ def _profile_rows(
     import torch
 
     from ..measure.modules import time_by_module
+    from ..models import create_model
 
-    m = build_model(model, hw, None).eval().to(device)
+    m = create_model(model, img_size=hw).eval().to(device)
     x = torch.randn(batch_size, 3, *hw, device=device)
     times = time_by_module(m, x, depth=depth, iters=iters)
     whole = next((t.cpu_ms for t in times if t.name == ""), 0.0) or 1.0
@@ -128,7 +120,7 @@ def _profile_rows(
 def _print_profile(model: str, hw: tuple[int, int], device: str, rows: list[dict]) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{model} at {hw[0]}x{hw[1]} on {device}: time per module (ms per forward)")
+    t = Table(title=f"{model} at {hw_text(hw)} on {device}: time per module (ms per forward)")
     cols = ["module", "calls", "CPU ms", "share"] + (["device ms"] if device == "cuda" else [])
     for c in cols:
         t.add_column(c, justify="left" if c == "module" else "right", no_wrap=True)

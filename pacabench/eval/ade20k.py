@@ -19,29 +19,29 @@ from __future__ import annotations
 import csv
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
+from ..measure.precision import autocast
+from ..spec.sizes import hw_text
 from .common import (
     SampleDataset,
-    autocast,
     check_dtype,
     check_outputs,
     check_workers,
-    raise_if_any_failed,
+    default_workers,
+    place,
     reduce_max,
     resolve_device,
-    sync,
+    run_shard,
     write_or_keep,
 )
-from .distributed import all_reduce_sum, gather_objects, init_distributed, shard_indices
+from .distributed import all_reduce_sum, gather_objects, init_distributed
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -183,11 +183,11 @@ class ADE20kEval(SampleDataset):
         try:
             img, (h, w) = load_image(s.image, self.scale)
         except Exception as e:  # noqa: BLE001
-            return i, None, None, f"cannot read image {s.image}: {_first_line(e)}"
+            return i, None, None, f"cannot read image {s.image}: {first_line(e)}"
         try:
             lab = load_annotation(s.annotation, self.num_classes)
         except Exception as e:  # noqa: BLE001
-            return i, None, None, f"bad annotation {s.annotation}: {_first_line(e)}"
+            return i, None, None, f"bad annotation {s.annotation}: {first_line(e)}"
         if lab.shape != (h, w):
             return (
                 i,
@@ -196,11 +196,6 @@ class ADE20kEval(SampleDataset):
                 f"annotation {s.annotation} is {lab.shape[1]}x{lab.shape[0]}, image {s.image} is {w}x{h}",
             )
         return i, img, torch.from_numpy(lab), None
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def area_stats(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -300,38 +295,20 @@ def evaluate_ade20k(
     """
     info = init_distributed(device)
     dev = resolve_device(device, info)
-    check_dtype(dtype)
-    _check_args(mode, limit, crop_size, stride, num_classes=num_classes, scale=scale, workers=workers)
+    _check_args(mode, limit, crop_size, stride, num_classes, scale, workers, dtype)
     check_outputs(save_predictions=(save_predictions, "dir"), per_class=(per_class, "file"))
-    if workers is None:
-        workers = min(4, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
 
     samples = find_ade_samples(data, split)
     samples = samples[:limit] if limit is not None else samples
     if net is None:
         net = _build(model, head, num_classes, clusters, checkpoint, crop_size, verbose=info.is_main)
-    net.eval().to(dev)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    n_cls = net.num_classes
-    if save_predictions is not None:
-        out_dir = Path(save_predictions)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"save_predictions must be a folder: {out_dir}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-    ds = Subset(ADE20kEval(samples, scale, n_cls), shard_indices(len(samples), info))
-    loader = DataLoader(
-        ds, batch_size=None, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
+    n_cls = place(net, dev, channels_last).num_classes
+    loop = _Loop(n_cls, skip_bad, _prediction_dir(save_predictions))
+    ds = ADE20kEval(samples, scale, n_cls)
+    how = dict(mode=mode, crop_size=crop_size, stride=stride)
+    wall = run_shard(
+        loop, net, ds, info, dev, default_workers(workers, info, 4), samples, dev, dtype, channels_last, how
     )
-    t0 = time.perf_counter()
-    loop = _Loop(n_cls, skip_bad, None if save_predictions is None else Path(save_predictions))
-    loop.run(
-        net, loader, samples, dev, dtype, channels_last, dict(mode=mode, crop_size=crop_size, stride=stride)
-    )
-    sync(dev)
-    wall = time.perf_counter() - t0
-    raise_if_any_failed(loop.error, info)
-
     counts = _gather(loop, wall, info)
     result = _result(
         counts, net, n_cls, model=model, head=head, checkpoint=checkpoint, mode=mode, dtype=dtype,
@@ -340,6 +317,17 @@ def evaluate_ade20k(
     if per_class is not None and info.is_main:
         write_or_keep(lambda: write_per_class(per_class, result), per_class, result)
     return result
+
+
+def _prediction_dir(save_predictions: str | os.PathLike | None) -> Path | None:
+    """The folder that receives the predicted PNGs, created; None without ``save_predictions``."""
+    if save_predictions is None:
+        return None
+    out_dir = Path(save_predictions)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"save_predictions must be a folder: {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
 
 
 def _gather(loop: _Loop, wall: float, info) -> dict:
@@ -393,13 +381,15 @@ def _result(counts: dict, net, n_cls: int, *, model, head, checkpoint, mode, dty
 
 
 def _check_args(
-    mode: str, limit: int | None, crop_size: int, stride: int, *, num_classes, scale, workers
+    mode: str, limit: int | None, crop_size: int, stride: int, num_classes, scale, workers, dtype
 ) -> None:
+    """Every option before any work (the first bad one is the error)."""
+    check_dtype(dtype)
     check_workers(workers)
     if num_classes < 1:
         raise UsageError(f"num_classes must be at least 1, got {num_classes}")
     if scale is not None and min(scale) < 1:
-        raise UsageError(f"scale must be positive (LONGxSHORT, e.g. 2048x512), got {scale[0]}x{scale[1]}")
+        raise UsageError(f"scale must be positive (LONGxSHORT, e.g. 2048x512), got {hw_text(scale)}")
     if mode not in ("whole", "slide"):
         raise UsageError(f"mode must be 'whole' or 'slide', got '{mode}'")
     if limit is not None and limit < 1:
@@ -423,7 +413,7 @@ def _build(model, head, num_classes, clusters, checkpoint, crop_size, *, verbose
             verbose=verbose,
         )
     except (CheckpointError, ResolutionError, UnknownModelError, ValueError) as e:
-        raise UsageError(_first_line(e)) from None
+        raise UsageError(first_line(e)) from None
 
 
 @dataclass

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ..paths import OutputWriteError
+from .common import require_dir, resolve_device
 from .distributed import DistInfo, cleanup, gather_objects, init_distributed, shard_indices
 
 __all__ = [
@@ -259,8 +260,7 @@ class _Images(torch.utils.data.Dataset):
         try:
             return i, _read_image(self.paths[i]), None
         except Exception as e:  # noqa: BLE001 - reported as a one-line usage error
-            why = str(e).splitlines()[0] if str(e) else type(e).__name__
-            return i, None, f"cannot read image {self.paths[i]}: {why}"
+            return i, None, f"cannot read image {self.paths[i]}: {first_line(e)}"
 
 
 def _broadcast(obj, info: DistInfo):
@@ -311,8 +311,6 @@ def evaluate_coco(
     segm_apl}`` as percentages, plus ``num_images``, ``num_detections``, ``model``,
     ``checkpoint``, ``device``, ``world_size`` and ``wall_s``.
     """
-    from .common import require_dir, resolve_device
-
     t0 = time.perf_counter()
     was_initialised = dist.is_available() and dist.is_initialized()
     info = init_distributed(device)
@@ -324,37 +322,47 @@ def evaluate_coco(
         coco = load_coco_annotations(ann)
         img_dir = require_dir(data, "image folder")
         label_to_cat = label_to_category_map(coco, num_classes)
-        image_ids = sorted(coco.getImgIds())[:limit] if limit is not None else sorted(coco.getImgIds())
-        mine = [image_ids[i] for i in shard_indices(len(image_ids), info)]
-        paths = [img_dir / coco.imgs[i]["file_name"] for i in mine]
-        missing = next((p for p in paths if not p.is_file()), None)
-        _collective_error(f"image not found: {missing}" if missing is not None else None, info)
+        image_ids, mine, paths = _my_images(coco, img_dir, limit, info)
         torch.manual_seed(seed)
         det = _build(model, num_classes, checkpoint, min_size, max_size, max_proposals, max_detections,
-                     score_threshold)  # fmt: skip
-        det = det.to(dev).eval()
+                     score_threshold).to(dev).eval()  # fmt: skip
         loader = torch.utils.data.DataLoader(_Images(paths), batch_size=None, num_workers=int(workers))
         results, error = _detect_all(det, loader, mine, label_to_cat, dev, info, log)
         _collective_error(error, info)
         metrics = _score(coco, results, image_ids, info, save_predictions, log)
-        wall = time.perf_counter() - t0
-        result = {
-            **{k: metrics[k] for k in METRIC_KEYS},
-            "num_images": len(image_ids),
-            "num_detections": metrics["num_detections"],
-            "model": model,
-            "checkpoint": os.fspath(checkpoint) if checkpoint is not None else None,
-            "device": dev.type,
-            "world_size": info.world_size,
-            "dist_backend": info.backend,
-            "wall_s": wall,
-        }
+        result = _record(metrics, len(image_ids), model, checkpoint, dev, info, wall=time.perf_counter() - t0)
         if metrics.get("write_error"):
             raise OutputWriteError(metrics["write_error"], result)
         return result
     finally:
         if not was_initialised:
             cleanup(info)
+
+
+def _my_images(coco, img_dir: Path, limit: int | None, info: DistInfo) -> tuple[list, list, list[Path]]:
+    """The image ids scored (the first ``limit`` by id), this rank's shard of them and their files;
+    a missing file is every rank's error."""
+    image_ids = sorted(coco.getImgIds())[:limit] if limit is not None else sorted(coco.getImgIds())
+    mine = [image_ids[i] for i in shard_indices(len(image_ids), info)]
+    paths = [img_dir / coco.imgs[i]["file_name"] for i in mine]
+    missing = next((p for p in paths if not p.is_file()), None)
+    _collective_error(f"image not found: {missing}" if missing is not None else None, info)
+    return image_ids, mine, paths
+
+
+def _record(metrics: dict, num_images: int, model, checkpoint, dev, info: DistInfo, wall: float) -> dict:
+    """The returned dict: the AP metrics, counts, what was evaluated where, the wall time."""
+    return {
+        **{k: metrics[k] for k in METRIC_KEYS},
+        "num_images": num_images,
+        "num_detections": metrics["num_detections"],
+        "model": model,
+        "checkpoint": os.fspath(checkpoint) if checkpoint is not None else None,
+        "device": dev.type,
+        "world_size": info.world_size,
+        "dist_backend": info.backend,
+        "wall_s": wall,
+    }
 
 
 def _check_args(*, limit, min_size, max_size, max_proposals, max_detections, score_threshold, workers,

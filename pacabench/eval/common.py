@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import UsageError
-from .distributed import DistInfo, all_reduce_sum, gather_objects
+from ..measure.precision import autocast, torch_dtype
+from ..spec.dtypes import TORCH_NAMES
+from .distributed import DistInfo, all_reduce_sum, gather_objects, shard_indices
 
 __all__ = [
-    "DTYPES",
     "IMAGE_EXTENSIONS",
     "resolve_device",
     "autocast",
@@ -23,9 +24,11 @@ __all__ = [
     "raise_if_any_failed",
     "require_dir",
     "sync",
+    "default_workers",
+    "place",
+    "run_shard",
 ]
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -85,21 +88,29 @@ def write_or_keep(write, path, result: dict) -> None:
 
 
 def check_dtype(dtype: str) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise UsageError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
-    return DTYPES[dtype]
-
-
-def autocast(dtype: str, device: torch.device):
-    """Autocast to bf16/fp16 (weights stay fp32); fp32 runs plainly."""
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+    if dtype not in TORCH_NAMES:
+        raise UsageError(f"unknown dtype '{dtype}' (choose from {', '.join(TORCH_NAMES)})")
+    return torch_dtype(dtype)
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def default_workers(workers: int | None, info: DistInfo, most: int) -> int:
+    """``workers``, or by default this machine's CPUs shared among the ranks (``most`` at most)."""
+    if workers is not None:
+        return workers
+    return min(most, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
+
+
+def place(net: torch.nn.Module, dev: torch.device, channels_last: bool) -> torch.nn.Module:
+    """``net`` in eval mode on ``dev``, its weights channels-last if asked."""
+    net.eval().to(dev)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    return net
 
 
 def reduce_max(value: float, info: DistInfo) -> float:
@@ -157,6 +168,29 @@ class SampleDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+
+def run_shard(loop, net, ds, info: DistInfo, dev: torch.device, workers: int, *args, batch_size=None,
+              collate_fn=None) -> float:  # fmt: skip
+    """``loop.run(net, loader, *args)`` over this rank's strided shard of ``ds`` (``shard_indices``,
+    in order; ``batch_size`` None: one item at a time). Returns the wall seconds, the device's
+    queued work included (the evaluation's ``wall_s``); a failure on any rank (``loop.error``) is
+    raised on every rank."""
+    loader = DataLoader(
+        Subset(ds, shard_indices(len(ds), info)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        collate_fn=collate_fn,
+        persistent_workers=False,
+    )
+    t0 = time.perf_counter()
+    loop.run(net, loader, *args)
+    sync(dev)
+    wall = time.perf_counter() - t0
+    raise_if_any_failed(loop.error, info)
+    return wall
 
 
 def case_options(case) -> tuple[str, dict]:

@@ -19,30 +19,30 @@ import csv
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
+from ..measure.precision import autocast
+from ..spec.sizes import as_hw
 from .common import (
     IMAGE_EXTENSIONS,
     SampleDataset,
-    autocast,
     check_dtype,
     check_outputs,
     check_workers,
+    default_workers,
     pct,
-    raise_if_any_failed,
+    place,
     reduce_max,
     require_dir,
     resolve_device,
-    sync,
+    run_shard,
     write_or_keep,
 )
-from .distributed import all_reduce_sum, gather_objects, init_distributed, shard_indices
+from .distributed import all_reduce_sum, gather_objects, init_distributed
 
 __all__ = ["Sample", "find_samples", "build_transform", "ImageNetEval", "evaluate_imagenet"]
 
@@ -136,11 +136,7 @@ def build_transform(model: torch.nn.Module, *, img_size=None, crop_pct=None, int
 
     args = {}
     if img_size is not None:
-        if isinstance(img_size, int):
-            args["input_size"] = (3, img_size, img_size)
-        else:
-            h, w = img_size
-            args["input_size"] = (3, int(h), int(w))
+        args["input_size"] = (3, *as_hw(img_size))
     if crop_pct is not None:
         if not 0 < crop_pct <= 1.0:
             raise UsageError(f"crop_pct must be in (0, 1], got {crop_pct}")
@@ -184,8 +180,7 @@ class ImageNetEval(SampleDataset):
         except FileNotFoundError:
             return None, s.label, i, f"image not found: {s.path} (listed in {s.origin})"
         except Exception as e:  # noqa: BLE001 - any decoding failure is a bad file
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return None, s.label, i, f"cannot read image {s.path}: {msg}"
+            return None, s.label, i, f"cannot read image {s.path}: {first_line(e)}"
         return x, s.label, i, None
 
 
@@ -202,7 +197,7 @@ def _collate(items):
 
 
 def _to_usage(e: Exception) -> UsageError:
-    return UsageError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return UsageError(first_line(e))
 
 
 def evaluate_imagenet(
@@ -243,30 +238,31 @@ def evaluate_imagenet(
     _check_counts(batch_size=batch_size, limit=limit)
     check_workers(workers)
     check_outputs(save_predictions=(save_predictions, "file"))
-    if workers is None:
-        workers = min(8, max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
     samples, layout = find_samples(data, labels)
     samples = samples[:limit] if limit is not None else samples
-    net = _build(model, img_size, num_classes, checkpoint) if net is None else net
-    net.eval()
+    net = (_build(model, img_size, num_classes, checkpoint) if net is None else net).eval()
     n_cls = getattr(net, "num_classes", num_classes)
     _check_labels(samples, n_cls)
 
     transform, cfg = build_transform(net, img_size=img_size, crop_pct=crop_pct, interpolation=interpolation)
-    net.to(dev)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    loader = _loader(ImageNetEval(samples, transform), info, batch_size, workers, dev)
-    t0 = time.perf_counter()
+    place(net, dev, channels_last)
     loop = _Loop(k=min(5, n_cls), skip_bad=skip_bad, keep_predictions=save_predictions is not None)
-    loop.run(net, loader, dev, dtype, channels_last)
-    sync(dev)
-    wall = time.perf_counter() - t0
-    raise_if_any_failed(loop.error, info)
-    settings = {"batch_size": batch_size, "dtype": dtype, "device": dev.type, "channels_last": channels_last}
+    wall = run_shard(loop, net, ImageNetEval(samples, transform), info, dev, default_workers(workers, info, 8),
+                     dev, dtype, channels_last, batch_size=batch_size, collate_fn=_collate)  # fmt: skip
     result, skipped_files, pred_rows = _gather(loop, wall, info, save_predictions is not None)
+    settings = {"batch_size": batch_size, "dtype": dtype, "device": dev.type, "channels_last": channels_last}
+    out = _record(model, checkpoint, result, settings, cfg, layout, info, skipped_files)
+    if pred_rows is not None:
+        write_or_keep(
+            lambda: _write_predictions(Path(save_predictions), pred_rows, samples), save_predictions, out
+        )
+    return out
+
+
+def _record(model, checkpoint, result, settings, cfg, layout, info, skipped_files) -> dict:
+    """The returned dict: the counts and settings, the resolution and data config actually used."""
     h, w = cfg["input_size"][1:]
-    out = {
+    return {
         "task": "imagenet",
         "model": model,
         "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
@@ -278,24 +274,6 @@ def evaluate_imagenet(
         **{"world_size": info.world_size, "dist_backend": info.backend},
         **({"skipped_files": skipped_files} if skipped_files else {}),
     }
-    if pred_rows is not None:
-        write_or_keep(
-            lambda: _write_predictions(Path(save_predictions), pred_rows, samples), save_predictions, out
-        )
-    return out
-
-
-def _loader(ds, info, batch_size: int, workers: int, dev: torch.device) -> DataLoader:
-    """This rank's strided shard of ``ds`` in batches, in order."""
-    return DataLoader(
-        Subset(ds, shard_indices(len(ds), info)),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=dev.type == "cuda",
-        collate_fn=_collate,
-        persistent_workers=False,
-    )
 
 
 def _gather(loop: _Loop, wall: float, info, keep_predictions: bool) -> tuple[dict, list, list | None]:

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
+from . import oom
 
 __all__ = [
     "Probe",
@@ -83,17 +84,13 @@ class Capacity:
         return {**asdict(self), "capped": self.capped}
 
 
-def _memory_error(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError)
-
-
 def _run_probe(probe: Callable[[int], float], size: int, budget_mb: float, is_oom) -> Probe:
     try:
         peak = float(probe(size))
     except Exception as e:  # noqa: BLE001 - only out-of-memory is data; anything else propagates
         if not is_oom(e):
             raise
-        return Probe(size, None, False, "oom", str(e).strip().splitlines()[0][:200] if str(e).strip() else "")
+        return Probe(size, None, False, "oom", first_line(e)[:200] if str(e).strip() else "")
     fits = peak <= budget_mb
     return Probe(size, peak, fits, "ok" if fits else "over")
 
@@ -122,7 +119,7 @@ def search(
     limit: int = 4096,
     power: float = 1.0,
     max_factor: float = 2.0,
-    is_oom: Callable[[BaseException], bool] = _memory_error,
+    is_oom: Callable[[BaseException], bool] = oom.is_oom,
     on_probe: Callable[[Probe], None] | None = None,
 ) -> Capacity:
     """The largest multiple of ``step`` in [start, limit] whose probe fits ``budget_mb`` (MiB).
@@ -241,7 +238,7 @@ def model_probe(
 def _inference_peak(net, x, dtype, dev, measure_peak_memory, resident_bytes) -> float:
     import torch
 
-    from ..eval.common import autocast
+    from .precision import autocast
 
     def forward():
         with torch.inference_mode(), autocast(dtype, dev):
@@ -260,7 +257,7 @@ def find_capacity(
     start: int | None = None,
     limit: int | None = None,
     device: str = "cpu",
-    is_oom: Callable[[BaseException], bool] = _memory_error,
+    is_oom: Callable[[BaseException], bool] = oom.is_oom,
     on_probe: Callable[[Probe], None] | None = None,
     **probe_kwargs,
 ) -> Capacity:
@@ -291,7 +288,7 @@ def find_capacity(
         return search(probe, budget_mb, **opts)
 
 
-def case_capacity(case, is_oom: Callable[[BaseException], bool] = _memory_error) -> Capacity:
+def case_capacity(case, is_oom: Callable[[BaseException], bool] = oom.is_oom) -> Capacity:
     """A suite case's ``capacity`` metric (``case``: a ``pacabench.spec.suite.Case``): the largest
     resolution at its batch, mode and dtype within ``case.capacity['memory']``, from its resolution."""
     return find_capacity(

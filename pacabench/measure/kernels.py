@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from ..spec.dtypes import TORCH_NAMES
 from .latency import measure_latency
+from .precision import torch_dtype
 
 __all__ = [
     "sdpa_backends",
@@ -92,9 +94,6 @@ class GemmRecord:
         return asdict(self)
 
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def gemm_rate(
     device: str = "cpu",
     dtype: str = "fp32",
@@ -106,13 +105,13 @@ def gemm_rate(
 ) -> GemmRecord:
     """Median rate of an n×n×n matmul on ``device`` in ``dtype`` (default n: 2048 CPU, 8192 CUDA);
     ``time_budget_s`` stops timing early (at least 3 repeats)."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    if dtype not in TORCH_NAMES:
+        raise ValueError(f"dtype must be one of {', '.join(TORCH_NAMES)}, got {dtype!r}")
     dev = torch.device(device)
     n = n or (8192 if dev.type == "cuda" else 2048)
     gen = torch.Generator(device=dev).manual_seed(0)
-    a = torch.randn(n, n, device=dev, dtype=_DTYPES[dtype], generator=gen)
-    b = torch.randn(n, n, device=dev, dtype=_DTYPES[dtype], generator=gen)
+    a = torch.randn(n, n, device=dev, dtype=torch_dtype(dtype), generator=gen)
+    b = torch.randn(n, n, device=dev, dtype=torch_dtype(dtype), generator=gen)
     rec = measure_latency(
         lambda: a @ b, warmup=warmup, iters=iters, min_iters=3, time_budget_s=time_budget_s, device=dev
     )

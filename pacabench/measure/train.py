@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..eval.common import autocast
 from .latency import LatencyRecord, measure_latency
 from .memory import MB, cpu_peak_bytes
+from .precision import autocast
 
 __all__ = [
     "TrainRecord",

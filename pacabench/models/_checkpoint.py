@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import PacabenchError
+from ..errors import PacabenchError, first_line
 
 __all__ = ["CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint", "fit_problems"]
 
@@ -75,8 +75,7 @@ def read_state_dict(path: str | os.PathLike, *, strip_prefixes: Iterable[str] = 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - surfaced as a one-line error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from e
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from e
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model", "module"):
             if wrapper in obj and isinstance(obj[wrapper], dict):

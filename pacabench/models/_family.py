@@ -34,3 +34,14 @@ def imagenet_cfg(**kwargs: Any) -> dict[str, Any]:
         "classifier": "head",
         **kwargs,
     }
+
+
+def pop_timm_args(kwargs: dict[str, Any], *unused: str) -> tuple[Any, Any]:
+    """``timm.create_model`` passes its own arguments along with the model's: take them out of
+    ``kwargs`` (``cache_dir`` and the ``unused`` ones dropped) and return the pretrained config
+    and its overlay, which the family's builder resolves itself."""
+    pretrained_cfg = kwargs.pop("pretrained_cfg", None)
+    overlay = kwargs.pop("pretrained_cfg_overlay", None)
+    for k in ("cache_dir", *unused):
+        kwargs.pop(k, None)
+    return pretrained_cfg, overlay

@@ -40,7 +40,7 @@ from timm.models._pretrained import PretrainedCfg
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._family import imagenet_cfg, init_transformer_weights
+from ._family import imagenet_cfg, init_transformer_weights, pop_timm_args
 
 __all__ = [
     "PaCaViT",
@@ -693,6 +693,14 @@ def _variant(
 
 _C100 = (100, 100, 100, 100)
 
+
+def _convmixer(arch: str, depths: tuple[int, ...], teacher_depths: tuple[int, ...]) -> dict:
+    """A ConvMixer-teacher variant: 100 clusters in every stage, drop path 0.1."""
+    return _variant(
+        arch, "conv", _C100, "teacher", depths=depths, teacher_depths=teacher_depths, drop_path_rate=0.1
+    )
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "pacavit_tiny_p2cconv_100_0": _variant("tiny", "conv", (100, 100, 100, 0)),
     "pacavit_small_p2cconv_100_0": _variant("small", "conv", (100, 100, 100, 0)),
@@ -704,27 +712,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pacavit_small_p2cconv_100_49": _variant("small", "conv", (100, 81, 64, 49)),
     "pacavit_small_p2cconv_100": _variant("small", "conv", _C100),
     "pacavit_small_p2cconv_100_blockwise": _variant("small", "conv", _C100, onsite=1),
-    "pacavit_convmixer_tiny_100": _variant(
-        "tiny", "conv", _C100, "teacher", depths=(2, 2, 2, 2), teacher_depths=(2, 2, 2, 2), drop_path_rate=0.1
-    ),
-    "pacavit_convmixer_small_100": _variant(
-        "small",
-        "conv",
-        _C100,
-        "teacher",
-        depths=(3, 3, 7, 3),
-        teacher_depths=(2, 2, 2, 2),
-        drop_path_rate=0.1,
-    ),
-    "pacavit_convmixer_base_100": _variant(
-        "base",
-        "conv",
-        _C100,
-        "teacher",
-        depths=(3, 3, 16, 3),
-        teacher_depths=(2, 2, 4, 2),
-        drop_path_rate=0.1,
-    ),
+    "pacavit_convmixer_tiny_100": _convmixer("tiny", (2, 2, 2, 2), (2, 2, 2, 2)),
+    "pacavit_convmixer_small_100": _convmixer("small", (3, 3, 7, 3), (2, 2, 2, 2)),
+    "pacavit_convmixer_base_100": _convmixer("base", (3, 3, 16, 3), (2, 2, 4, 2)),
 }
 
 MODEL_NAMES: list[str] = list(VARIANTS)
@@ -743,11 +733,7 @@ def _create_paca_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> P
             f"{variant}: pretrained=True is not supported (no model hub here); download the authors' "
             f"IMNET_224_{variant}.pth and pass it as pacabench.models.create_model(..., checkpoint=PATH)"
         )
-    pretrained_cfg = kwargs.pop("pretrained_cfg", None)
-    overlay = kwargs.pop("pretrained_cfg_overlay", None)
-    kwargs.pop("cache_dir", None)
-    for k in ("global_pool", "drop_rate"):  # timm-generic arguments this model does not use
-        kwargs.pop(k, None)
+    pretrained_cfg, overlay = pop_timm_args(kwargs, "global_pool", "drop_rate")  # timm-generic, unused here
     cfg = dict(VARIANTS[variant])
     if kwargs.get("clusters") is not None:
         cfg["clusters"] = tuple(kwargs.pop("clusters"))

@@ -25,7 +25,7 @@ local files, ``pacabench.models.create_model(name, checkpoint=PATH)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,8 @@ from timm.models._features import FeatureInfo
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._family import imagenet_cfg, init_transformer_weights
+from ..spec.sizes import as_hw
+from ._family import imagenet_cfg, init_transformer_weights, pop_timm_args
 
 __all__ = [
     "MODEL_NAMES",
@@ -174,13 +175,6 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    a, b = v
-    return (int(a), int(b))
-
-
 class PyramidVisionTransformer(nn.Module):
     """PVT v1, classification model or (``features_only=True``) four-stage feature extractor.
 
@@ -216,7 +210,7 @@ class PyramidVisionTransformer(nn.Module):
         features_only: bool = False,
     ):
         super().__init__()
-        self.img_size = _pair(img_size)
+        self.img_size = as_hw(img_size)
         self.num_classes = num_classes
         self.depths = tuple(depths)
         self.embed_dims = tuple(embed_dims)
@@ -405,10 +399,7 @@ def _create_pvt(variant: str, pretrained: bool = False, **kwargs) -> PyramidVisi
             f"{variant}: pretrained=True is not supported (no weight hub here); build it with "
             f"pacabench.models.create_model('{variant}', checkpoint=PATH) and the authors' local .pth file"
         )
-    pretrained_cfg = kwargs.pop("pretrained_cfg", None)
-    overlay = kwargs.pop("pretrained_cfg_overlay", None)
-    for k in ("cache_dir", "pretrained_model_args"):
-        kwargs.pop(k, None)
+    pretrained_cfg, overlay = pop_timm_args(kwargs, "pretrained_model_args")
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay)
     cfg = cfg.to_dict()
     model = PyramidVisionTransformer(**{**_ARCHS[variant], **kwargs})
@@ -417,25 +408,18 @@ def _create_pvt(variant: str, pretrained: bool = False, **kwargs) -> PyramidVisi
     return model
 
 
-@register_model
-def pvt_tiny(pretrained: bool = False, **kwargs) -> PyramidVisionTransformer:
-    """PVT-Tiny: depths 2-2-2-2, 13.2M params, 1.9 GFLOPs at 224."""
-    return _create_pvt("pvt_tiny", pretrained, **kwargs)
+def _entrypoint(variant: str, doc: str) -> Callable[..., PyramidVisionTransformer]:
+    """``variant``'s timm entry point (registered under its name, so ``timm.create_model`` finds it)."""
+
+    def entry(pretrained: bool = False, **kwargs) -> PyramidVisionTransformer:
+        return _create_pvt(variant, pretrained, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = variant
+    entry.__doc__ = doc
+    return register_model(entry)
 
 
-@register_model
-def pvt_small(pretrained: bool = False, **kwargs) -> PyramidVisionTransformer:
-    """PVT-Small: depths 3-4-6-3, 24.5M params, 3.8 GFLOPs at 224."""
-    return _create_pvt("pvt_small", pretrained, **kwargs)
-
-
-@register_model
-def pvt_medium(pretrained: bool = False, **kwargs) -> PyramidVisionTransformer:
-    """PVT-Medium: depths 3-4-18-3, 44.2M params, 6.7 GFLOPs at 224."""
-    return _create_pvt("pvt_medium", pretrained, **kwargs)
-
-
-@register_model
-def pvt_large(pretrained: bool = False, **kwargs) -> PyramidVisionTransformer:
-    """PVT-Large: depths 3-8-27-3, 61.4M params, 9.8 GFLOPs at 224."""
-    return _create_pvt("pvt_large", pretrained, **kwargs)
+pvt_tiny = _entrypoint("pvt_tiny", "PVT-Tiny: depths 2-2-2-2, 13.2M params, 1.9 GFLOPs at 224.")
+pvt_small = _entrypoint("pvt_small", "PVT-Small: depths 3-4-6-3, 24.5M params, 3.8 GFLOPs at 224.")
+pvt_medium = _entrypoint("pvt_medium", "PVT-Medium: depths 3-4-18-3, 44.2M params, 6.7 GFLOPs at 224.")
+pvt_large = _entrypoint("pvt_large", "PVT-Large: depths 3-8-27-3, 61.4M params, 9.8 GFLOPs at 224.")

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PacabenchError
+from ..spec.sizes import as_hw
 
 
 class UnknownHeadError(PacabenchError):
@@ -47,6 +48,7 @@ __all__ = [
     "SegLoadReport",
     "HEADS",
     "create_segmentor",
+    "create_model_or_segmentor",
     "parse_segmentor_name",
     "segmentor_names",
 ]
@@ -281,8 +283,8 @@ class Segmentor(nn.Module):
     ) -> torch.Tensor:
         """mmseg's sliding window: crops of ``crop_size`` every ``stride`` (the last one flush
         with the border), logits summed and divided by the per-pixel count."""
-        ch, cw = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
-        sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        ch, cw = as_hw(crop_size)
+        sh, sw = as_hw(stride)
         b, _, h, w = img.shape
         h_grids = max(h - ch + sh - 1, 0) // sh + 1
         w_grids = max(w - cw + sw - 1, 0) // sw + 1
@@ -500,3 +502,25 @@ def create_segmentor(
         if verbose:
             print(f"[pacabench] {seg.name}: {seg.load_report.notice()}", file=sys.stderr)
     return seg.eval()
+
+
+def create_model_or_segmentor(
+    model: str,
+    head: str | None = None,
+    *,
+    img_size: int | Sequence[int] | None = None,
+    checkpoint=None,
+    verbose: bool = True,
+    **kwargs,
+) -> nn.Module:
+    """The backbone ``model`` (``create_model``), or with ``head`` the whole segmentor on it:
+    what a cost case or ``flops``/``profile`` measures. ``clusters`` in ``kwargs`` go to the
+    backbone either way (a segmentor's own downstream default applies when it is None)."""
+    from . import create_model
+
+    if not head:
+        return create_model(model, img_size=img_size, checkpoint=checkpoint, **kwargs)
+    clusters = kwargs.pop("clusters", None)
+    return create_segmentor(
+        model, head, clusters=clusters, checkpoint=checkpoint, img_size=img_size, verbose=verbose, **kwargs
+    )

@@ -74,6 +74,18 @@ def _plain_log_labels(ax) -> None:
         ax.yaxis.set_minor_formatter(fmt)
 
 
+def _resolution_ticks(ax, ticks: dict[int, str]) -> None:
+    """The x axis (tokens) ticked at the measured sizes, each labelled with its resolution."""
+    if not ticks:
+        return
+    xs = sorted(ticks)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([ticks[t] for t in xs], rotation=0 if len(xs) < 7 else 45)
+    ax.minorticks_off()
+    if len(xs) == 1:
+        ax.set_xlim(xs[0] / 1.5, xs[0] * 1.5)
+
+
 def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
     """Cost against tokens, log–log, one line per model; None if the run has no such values."""
     if metric not in COST_METRICS:
@@ -122,13 +134,7 @@ def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
         ax.plot(
             [], [], linestyle="none", marker="x", ms=8, mew=2, color="0.3", label="× oom / error (no value)"
         )
-    if ticks:
-        xs = sorted(ticks)
-        ax.set_xticks(xs)
-        ax.set_xticklabels([ticks[t] for t in xs], rotation=0 if len(xs) < 7 else 45)
-        ax.minorticks_off()
-        if len(xs) == 1:
-            ax.set_xlim(xs[0] / 1.5, xs[0] * 1.5)
+    _resolution_ticks(ax, ticks)
     _plain_log_labels(ax)
     title, _ = COST_METRICS[metric]
     ax.set_xlabel(_TOKENS_LABEL)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["parse_hw", "as_hw", "res_label", "tokens"]
+__all__ = ["parse_hw", "as_hw", "hw_text", "res_label", "tokens"]
 
 
 def parse_hw(
@@ -37,6 +37,11 @@ def as_hw(resolution: Any) -> tuple[int, int]:
         return int(h), int(w)
     except (TypeError, ValueError):
         raise ValueError(f"resolution must be R or (H, W), got {resolution!r}") from None
+
+
+def hw_text(hw: Any) -> str:
+    """(512, 1024) → '512x1024'; both sides even when they are equal (``res_label`` writes one)."""
+    return f"{hw[0]}x{hw[1]}"
 
 
 def res_label(r: Any, sep: str = "x") -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 __all__ = ["render_cluster_map", "cluster_assignment"]
 
@@ -78,7 +78,7 @@ def _load_image(image_path: str | Path, model: torch.nn.Module, img_size: int) -
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(image_path).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UsageError(f"refusing image {image_path}: {_first_line(e)}") from None
+        raise UsageError(f"refusing image {image_path}: {first_line(e)}") from None
     except (UnidentifiedImageError, OSError) as e:
         raise UsageError(f"cannot read image {image_path}: {e}") from None
     cfg = resolve_data_config({"input_size": (3, img_size, img_size)}, model=model)
@@ -87,11 +87,6 @@ def _load_image(image_path: str | Path, model: torch.nn.Module, img_size: int) -
     std = torch.tensor(cfg["std"]).view(3, 1, 1)
     display = (x[0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
     return x, display
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 @torch.no_grad()
@@ -106,6 +101,37 @@ def cluster_assignment(
                 break
             return m["z"].float(), m["hw"]
     raise UsageError(f"stage {stage} of this model has no clusters (M = 0: plain self-attention)")
+
+
+def _check_inputs(
+    image_path: Path, out_path, model_name: str | None, checkpoint, img_size: int, top_k: int
+) -> str:
+    """Every option before the model is built (``model_name`` None: a model was given); the
+    output's format."""
+    if not image_path.is_file():
+        raise UsageError(f"image not found: {image_path}")
+    if model_name is not None:
+        _check_model_name(model_name)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise UsageError(f"checkpoint not found: {checkpoint}")
+    if not 32 <= img_size <= MAX_IMG_SIZE:
+        raise UsageError(f"img_size must be between 32 and {MAX_IMG_SIZE}, got {img_size}")
+    fmt = _out_format(out_path)
+    if top_k < 1:
+        raise UsageError(f"top_k must be at least 1, got {top_k}")
+    return fmt
+
+
+def _check_stage(model: torch.nn.Module, model_name: str, stage: int) -> None:
+    """``stage`` exists (1-based) and has clusters."""
+    num_stages = len(model.clusters)
+    if not 1 <= stage <= num_stages:
+        raise UsageError(f"stage must be between 1 and {num_stages}, got {stage}")
+    if model.clusters[stage - 1] == 0:
+        raise UsageError(
+            f"stage {stage} of {model_name} has no clusters (M = 0: plain self-attention); "
+            f"stages with clusters: {[s + 1 for s, m in enumerate(model.clusters) if m > 0]}"
+        )
 
 
 def render_cluster_map(
@@ -128,27 +154,12 @@ def render_cluster_map(
     and how many patches each dominates.
     """
     image_path = Path(image_path)
-    if not image_path.is_file():
-        raise UsageError(f"image not found: {image_path}")
-    if model is None:
-        _check_model_name(model_name)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise UsageError(f"checkpoint not found: {checkpoint}")
-    if not 32 <= img_size <= MAX_IMG_SIZE:
-        raise UsageError(f"img_size must be between 32 and {MAX_IMG_SIZE}, got {img_size}")
-    fmt = _out_format(out_path)
-    if top_k < 1:
-        raise UsageError(f"top_k must be at least 1, got {top_k}")
+    fmt = _check_inputs(
+        image_path, out_path, model_name if model is None else None, checkpoint, img_size, top_k
+    )
     if model is None:
         model = _build_model(model_name, checkpoint)
-    num_stages = len(model.clusters)
-    if not 1 <= stage <= num_stages:
-        raise UsageError(f"stage must be between 1 and {num_stages}, got {stage}")
-    if model.clusters[stage - 1] == 0:
-        raise UsageError(
-            f"stage {stage} of {model_name} has no clusters (M = 0: plain self-attention); "
-            f"stages with clusters: {[s + 1 for s, m in enumerate(model.clusters) if m > 0]}"
-        )
+    _check_stage(model, model_name, stage)
     model.eval()
 
     x, display = _load_image(image_path, model, img_size)
