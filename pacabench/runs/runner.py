@@ -44,7 +44,8 @@ from ..models import ResolutionError, create_model, get_spec
 from ..spec.metrics import TASKS, metrics_of
 from ..spec.sizes import tokens
 from ..spec.suite import Case, Suite
-from .results import Row, RunDir, row_key
+from .folder import RunDir
+from .results import Row, row_key
 from .rounds import interleave_groups
 
 __all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState", "Terminated", "sigterm_as_interrupt"]
