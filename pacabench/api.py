@@ -75,53 +75,40 @@ def run(
 ) -> Run:
     """Measure a suite into a run folder (what ``pacabench run`` does) and return the ``Run``.
 
-    The folder, ``results_dir/<suite name>/<run_id>``, holds what the CLI writes: ``suite.yaml``
-    (the suite file), ``suite.json`` (its name, digest and metrics), ``environment.json`` and
-    ``rows.jsonl``, one row per case appended as soon as it is measured. It is locked while the
-    run writes it. An interrupted run keeps its rows: ``KeyboardInterrupt`` propagates (SIGTERM
-    is raised as ``runner.Terminated``, a KeyboardInterrupt, while the run goes) and
-    ``resume_from=path`` finishes it.
+    The folder ``results_dir/<suite name>/<run_id>`` holds what the CLI writes (``suite.yaml``,
+    ``suite.json`` with the suite's digest, ``environment.json``, ``rows.jsonl``: each row appended
+    once measured) and is locked while the run writes. An interrupted run keeps its rows
+    (SIGTERM raises ``runner.Terminated``, a KeyboardInterrupt); ``resume_from=path`` finishes it.
 
     Args:
         suite: a suite file (``"suites/smoke.yaml"``) or a loaded ``Suite``.
-        results_dir: where run folders go.
-        run_id: the new folder's name (default: a timestamp; ``-2``, ``-3``, ... when taken).
-        resume: finish the latest run of this suite under ``results_dir`` instead.
-        resume_from: finish this run folder instead. A resumed run must be of the same suite, and
-            the suite unchanged (its digest) unless ``allow_changed_suite``.
-        allow_changed_suite: resume although the suite changed: it is recorded as
-            ``suite.N.yaml``, missing cases are measured and added metrics filled in.
-        device: override the suite's device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        isolate: each case in a fresh process (default: the suite's ``isolate``); in process only.
-        executor: where the cases run: None (the suite's ``executor:`` block); a kind
-            (``"inprocess"``, ``"local"``, ``"slurm"``, ``"debug"``) or a mapping of block keys
-            (``{"kind": "slurm", "partition": "gpu"}``) overriding the block; an
-            ``ExecutorConfig`` or an ``Executor`` (``pacabench.runs.executors.kinds``).
-        detach: return once the jobs are submitted (SLURM only).
+        results_dir: where run folders go. run_id: the new folder's name (default: a timestamp).
+        resume: finish the latest run of this suite under ``results_dir``; resume_from: finish
+            this run folder. It must be a run of this suite, unchanged (its digest) unless
+            ``allow_changed_suite``: then the suite is recorded as ``suite.N.yaml`` and what it
+            adds is measured (missing cases, and added metrics for the finished ones).
+        device: override the suite's device (auto, cpu, cuda). isolate: each case in a fresh
+            process (default: the suite's ``isolate``).
+        executor: None (the suite's ``executor:`` block), a kind (``"inprocess"``, ``"local"``,
+            ``"slurm"``, ``"debug"``) or a mapping of block keys (``{"kind": "slurm", "partition":
+            "gpu"}``) overriding it, an ``ExecutorConfig`` or an ``Executor``
+            (``pacabench.runs.executors.kinds``). detach: return once submitted (SLURM only).
         max_cases: allow a suite that expands to more than 5000 cases (up to this many).
-        on_progress: progress hooks (``pacabench.runs.progress``): a ``Progress``, an object with
+        on_progress: hooks (``pacabench.runs.progress``): a ``Progress``, an object with
             ``on_<event>`` methods, or a callable ``fn(event, value)``.
 
     Raises:
-        PacabenchError: bad input (suite, device, option, nothing to resume, a changed suite),
-            before any folder is made or measured; ``RunLockedError`` when another process
-            writes the folder, ``RunWriteError`` when rows.jsonl cannot be written.
+        PacabenchError: bad input, before any folder is made; ``RunLockedError``: another process
+            writes the folder; ``RunWriteError``: rows.jsonl cannot be written.
     """
-    from .runs.executors.kinds import executor_for
-    from .runs.folder import create_run, find_run, prepare_resume
+    from .runs.folder import prepare_resume
     from .runs.progress import as_progress
     from .runs.runner import sigterm_as_interrupt
 
     progress = as_progress(on_progress)
-    s = _checked_suite(suite, device, max_cases, progress)
-    ex = executor_for(s.executor, executor)
-    ex.check(detach)
+    s, ex = _checked(suite, device, max_cases, executor, detach, progress)
     resuming = resume or resume_from is not None
-    if resuming:
-        rd = find_run(s, results_dir, resume_from)
-        progress.emit("resume", rd.path)
-    else:
-        rd = create_run(s, results_dir, run_id, progress)
+    rd = _run_folder(s, results_dir, run_id, resuming, resume_from, progress)
     with rd.lock(), sigterm_as_interrupt():
         refill = prepare_resume(s, rd, allow_changed_suite, progress) if resuming else frozenset()
         out = ex.execute(
@@ -131,8 +118,20 @@ def run(
     return Run(rd.path, s, out.summary, out.submissions, out.detached)
 
 
-def _checked_suite(suite: Any, device: str | None, max_cases: int | None, progress) -> Any:
-    """The suite, loaded and checked for this machine and size (nothing written yet)."""
+def _run_folder(s: Any, results_dir, run_id: str | None, resuming: bool, resume_from, progress):
+    """The run folder: the one to resume, or a new one (suite record, environment)."""
+    from .runs.folder import create_run, find_run
+
+    if not resuming:
+        return create_run(s, results_dir, run_id, progress)
+    rd = find_run(s, results_dir, resume_from)
+    progress.emit("resume", rd.path)
+    return rd
+
+
+def _checked(suite: Any, device: str | None, max_cases: int | None, executor: Any, detach: bool, progress):
+    """The suite, loaded and checked for this machine and size, and its executor (nothing written yet)."""
+    from .runs.executors.kinds import executor_for
     from .runs.folder import check_device
     from .spec.suite import Suite, load_suite
 
@@ -143,7 +142,9 @@ def _checked_suite(suite: Any, device: str | None, max_cases: int | None, progre
     _, dups = s.expand(device, max_cases)  # too many cases: refused here
     if dups:
         progress.emit("warning", f"{dups} duplicate case(s) in {s.path or s.name} measured once")
-    return s
+    ex = executor_for(s.executor, executor)
+    ex.check(detach)
+    return s, ex
 
 
 def load(run_or_rows: Any):

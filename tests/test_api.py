@@ -61,7 +61,9 @@ def both(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     suite = _suite(tmp)
     events: list[tuple[str, object]] = []
-    r = pacabench.run(suite, results_dir=tmp / "py", run_id="a", on_progress=lambda e, v: events.append((e, v)))
+    r = pacabench.run(
+        suite, results_dir=tmp / "py", run_id="a", on_progress=lambda e, v: events.append((e, v))
+    )
     assert _cli_run(suite, tmp / "cli", "--run-id", "a") == 0
     return suite, r, tmp / "cli" / "apitiny" / "a", events
 
@@ -140,12 +142,17 @@ def test_an_interrupted_python_run_keeps_its_rows_and_resumes(tmp_path):
 def test_debug_executor_from_python(tmp_path):
     events: list[str] = []
     r = pacabench.run(
-        _suite(tmp_path), results_dir=tmp_path / "res", executor="debug", on_progress=lambda e, v: events.append(e)
+        _suite(tmp_path),
+        results_dir=tmp_path / "res",
+        executor="debug",
+        on_progress=lambda e, v: events.append(e),
     )
     assert r.summary is None and len(r.submissions) == 2 and not r.detached
     assert [e for e in events if e in ("start", "submit", "row")] == ["submit", "row", "row"]
     rows = r.rows()
-    assert [x["executor"] for x in rows] == ["debug", "debug"] and all(x["params"] == PVT_V2_B0_PARAMS for x in rows)
+    assert [x["executor"] for x in rows] == ["debug", "debug"] and all(
+        x["params"] == PVT_V2_B0_PARAMS for x in rows
+    )
     assert pacabench.status(r).counts == {"done": 2}
     assert pacabench.collect(r.path) == []  # already merged
     with pytest.raises(UsageError, match="--detach needs --executor slurm, not debug"):
@@ -216,7 +223,9 @@ def test_compare_equals_the_cli(tmp_path, capsys, fmt):
     assert render_comparison(cmp, fmt, show_all=True) == capsys.readouterr().out
     # rows given as data: the same verdicts under a default name
     from_rows = pacabench.compare(read_rows(ROWS), _changed_rows(), fail_on_missing=False)
-    assert from_rows.run == "run 1" and [c.verdict for c in from_rows.checks] == [c.verdict for c in cmp.checks]
+    assert from_rows.run == "run 1" and [c.verdict for c in from_rows.checks] == [
+        c.verdict for c in cmp.checks
+    ]
 
 
 def test_compare_options_as_python_values(tmp_path):
@@ -260,11 +269,11 @@ def test_slurm_options_reach_sbatch_through_submitits_generic_names(tmp_path, mo
         array_parallelism=4, exclusive=True, account="acc", qos="high", constraint="a100", setup=("module load cuda",),
     )  # fmt: skip
     params = Slurm(cfg).make(tmp_path / "submitit")._executor.parameters
-    script = _make_sbatch_string(command="run", folder=tmp_path, map_count=3, **params)
+    script = _make_sbatch_string(command="run", folder=tmp_path, map_count=6, **params)
     for line in (
         "--time=20", "--mem=1536MB", "--gpus-per-node=2", "--ntasks-per-node=2", "--cpus-per-task=8",
         "--partition=gpu", "--exclusive", "--account=acc", "--qos=high", "--constraint=a100",
-        "--array=0-2%4", "--signal=USR2@90",
+        "--array=0-5%4", "--signal=USR2@90",
     ):  # fmt: skip
         assert f"#SBATCH {line}\n" in script, line
     assert "module load cuda" in script
