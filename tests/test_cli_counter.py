@@ -15,7 +15,8 @@ from pacabench.measure.flops import count_flops
 from pacabench.measure.flops_torch import count_flops_torch
 from pacabench.models import create_model
 from pacabench.reports.sections import report_sections
-from pacabench.runs.results import RunDir, load_run, read_rows
+from pacabench.runs.folder import RunDir
+from pacabench.runs.results import load_run, read_rows
 from pacabench.spec.suite import SuiteError, parse_suite
 from tests.test_cli_bad_paths import one_error_line
 
@@ -202,7 +203,7 @@ def test_a_torch_counter_case_times_against_the_torch_count(tmp_path, monkeypatc
 
 def test_collect_env_goes_into_the_run_environment(monkeypatch, tmp_path):
     from pacabench.measure.kernels import collect_env_text
-    from pacabench.runs.results import environment_record
+    from pacabench.runs.folder import environment_record
 
     assert collect_env_text() is None  # PACABENCH_COLLECT_ENV=0 in the tests
     assert "collect_env" not in environment_record()

@@ -456,7 +456,7 @@ def _timed_run(results: Path, run_id: str, monkeypatch, extra_s: float) -> Path:
 
     import pacabench.runs.runner as runner
     from pacabench.models import create_model as real
-    from pacabench.runs.results import RunDir
+    from pacabench.runs.folder import RunDir
     from pacabench.spec.suite import parse_suite
 
     def slowed(name, **kw):

@@ -266,11 +266,11 @@ def _sub(tmp_path, job_id, log=None):
     ],
 )  # fmt: skip
 def test_slurm_states_from_squeue_then_the_log(tmp_path, monkeypatch, queue, log, state, status, fragment):
-    from pacabench.runs.executors import collect, jobstate
+    from pacabench.runs.executors import collect, jobstate, kinds
 
     sub = _sub(tmp_path, "7_0", log)
     monkeypatch.setattr(jobstate, "_squeue", lambda ids: queue)
-    js = jobstate.job_states([sub])[sub.stem]
+    js = kinds.job_states([sub])[sub.stem]
     assert (js.state, js.status) == (state, status) and fragment in js.reason
     if state == "ended":
         row = collect.failure_row(sub, js, "r1")

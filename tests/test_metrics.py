@@ -118,7 +118,7 @@ def test_every_compared_metric_is_judged_at_its_declared_tolerance(m, device):
 def test_the_derived_sets_are_the_ones_the_table_declares():
     """Pinned: the suite's names, the executors' timed set and the runner's refill set as they were
     written out by hand before they were derived (and every measure a metric names is declared)."""
-    from pacabench.runs.executors import submit
+    from pacabench.runs.executors import kinds as submit
 
     assert metrics.COST_MEASURES == ("params", "flops", "latency", "memory")
     assert metrics.OPTIONAL_COST_MEASURES == ("capacity",)
@@ -133,7 +133,7 @@ def test_the_derived_sets_are_the_ones_the_table_declares():
 
 
 def test_timed_cases_run_alone_on_an_executor():
-    from pacabench.runs.executors.submit import is_timed
+    from pacabench.runs.executors.kinds import is_timed
     from pacabench.spec.suite import parse_suite
 
     text = "name: t\nmodels: [pvt_v2_b0]\nresolutions: [64]\ndevice: cpu\nmetrics: [{}]\n"

@@ -14,7 +14,8 @@ import pytest
 import pacabench.runs.runner as runner
 from pacabench.analysis.compare import compare_rows
 from pacabench.cli import main
-from pacabench.runs.results import RunDir, read_rows
+from pacabench.runs.folder import RunDir
+from pacabench.runs.results import read_rows
 from pacabench.spec.suite import load_suite, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent

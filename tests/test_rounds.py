@@ -10,7 +10,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 
 import pacabench.runs.runner as runner
 from pacabench.measure.latency import measure_rounds
-from pacabench.runs.results import RunDir
+from pacabench.runs.folder import RunDir
 from pacabench.runs.rounds import interleave_groups
 from pacabench.spec.suite import SuiteError, parse_suite
 

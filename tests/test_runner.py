@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import pacabench.runs.runner as runner
-from pacabench.runs.results import RunDir, load_run, read_rows
+from pacabench.runs.folder import RunDir
+from pacabench.runs.results import load_run, read_rows
 from pacabench.spec.suite import parse_suite
 
 SUITE = """\

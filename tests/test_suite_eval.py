@@ -6,7 +6,7 @@ import torch
 
 import pacabench.runs.runner as runner
 from pacabench.eval.imagenet import evaluate_imagenet
-from pacabench.runs.results import RunDir
+from pacabench.runs.folder import RunDir
 from pacabench.spec.suite import parse_suite
 from tests.test_eval_imagenet import MODEL, NUM_CLASSES, make_imagefolder
 

@@ -264,7 +264,7 @@ def _oom_row(row):
 
 def test_resume_finds_a_decayed_case_done(tmp_path, monkeypatch):
     from pacabench.runs import runner
-    from pacabench.runs.results import RunDir
+    from pacabench.runs.folder import RunDir
     from pacabench.spec.suite import parse_suite
 
     def fake_once(case, state):

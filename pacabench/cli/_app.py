@@ -38,7 +38,7 @@ def latest_or_fail(results_dir, suite: str | None, what: str, hint: str):
     """The latest run folder under ``results_dir`` (of ``suite``), or a UsageError
     "``what`` under DIR [for suite 'S'] (``hint``)"."""
     from ..errors import UsageError
-    from ..runs.results import latest_run
+    from ..runs.folder import latest_run
 
     path = latest_run(results_dir, suite)
     if path is None:

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
-from ._app import latest_or_fail
 
 
 def register(app: typer.Typer) -> None:
@@ -72,36 +71,18 @@ def compare_cmd(
     samples: a regression only when the new value exceeds baseline × (1 + tolerance) AND the
     excess is larger than the two runs' IQRs added (latency 0.5 on CPU, 0.15 on CUDA; memory 0.1).
     """
-    from ..analysis.compare import compare_runs, load_rows, parse_metrics, parse_tolerances, render_comparison
+    from ..analysis.compare import render_comparison
+    from ..api import compare
 
     if fmt not in ("markdown", "json"):
         raise UsageError(f"unknown --format '{fmt}' (markdown, json)")
-    cols = parse_metrics(metrics)
-    tol = parse_tolerances(tolerance)
-    base_rows = load_rows(baseline)
-    if not base_rows:
-        raise UsageError(f"{baseline}: no rows")
-    runs = list(run or []) or [_latest_for(base_rows, baseline, results_dir)]
-    cmp = compare_runs(
-        base_rows,
-        [load_rows(r) for r in runs],
-        run_names=[str(r) for r in runs],
-        metrics=cols,
-        tolerances=tol,
-        fail_on_missing=fail_on_missing,
-        ignore_load=ignore_load,
-        baseline_name=str(baseline),
-    )
+    cmp = compare(
+        baseline, *(run or []), metrics=metrics, tolerances=tolerance, fail_on_missing=fail_on_missing,
+        ignore_load=ignore_load, results_dir=results_dir,
+    )  # fmt: skip
     sys.stdout.write(render_comparison(cmp, fmt, show_all=show_all))
     if cmp.exit_code:
         raise typer.Exit(cmp.exit_code)
-
-
-def _latest_for(base_rows: list[dict], baseline: Path, results_dir: Path) -> Path:
-    from ..analysis.compare import suite_of
-
-    suite = suite_of(base_rows, baseline)
-    return latest_or_fail(results_dir, suite, "no run to compare", "give RUN, or `pacabench run SUITE` first")
 
 
 def baseline_update(
@@ -174,7 +155,7 @@ def _baseline_source(suite: str, run: Path | None, measure: bool, results_dir: P
 
         execute_run(suite_file, results_dir=results_dir, progress=sys.stderr.isatty(), report=False)
     if run is None:
-        from ..runs.results import latest_run
+        from ..runs.folder import latest_run
 
         run = latest_run(results_dir, name)
     if run is None:

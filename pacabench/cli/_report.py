@@ -47,38 +47,27 @@ def report(
     --format html writes one self-contained page (tables + embedded plots); --format latex,
     booktabs tables for a paper; --paper, the efficiency table against the published numbers.
     """
-    from ..reports.formats import RENDERERS, Report, render_paper_table
-    from ..runs.results import load_run
+    from ..api import load
+    from ..api import report as render_report
+    from ..reports.formats import RENDERERS
 
     if fmt not in RENDERERS:
         raise UsageError(f"unknown --format '{fmt}' ({', '.join(RENDERERS)})")
     if paper and run_path is None and suite is None:
         suite = "paper_table"
-    _check_outputs(output, plot, "dir" if RENDERERS[fmt].files is not None and not paper else "file")
+    to_folder = RENDERERS[fmt].files is not None and not paper
+    _check_outputs(output, plot, "dir" if to_folder else "file")
     path = resolve_run(run_path, results_dir, suite)
-    try:
-        df = load_run(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    if reference and not paper and reference not in set(df["model"]):
-        raise UsageError(f"reference model '{reference}' is not in {path}")
+    text = render_report(path, format=fmt, reference=reference, paper=paper, output=output)
     if plot is not None:
         from ..reports.plots import write_plots
 
-        paths = write_plots(df, plot)
+        paths = write_plots(load(path), plot)
         console().print(f"wrote {len(paths)} plots to {plot}/" + ("" if paths else " (nothing to plot)"))
-    if paper:
-        _emit(render_paper_table(df, fmt, title=f"Efficiency at 224×224: ours ({path}) vs published"), output)
-        return
-    renderer = RENDERERS[fmt]
-    rep = Report(df, reference=reference, title=str(path))
-    if output is not None and renderer.files is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        for name, text in renderer.files(rep).items():
-            (output / name).write_text(text, encoding="utf-8")
-        console().print(f"wrote {fmt.upper()} tables to {output}/")
-        return
-    _emit(renderer.render(rep), output, renderer.stdout_end)
+    if output is None:
+        sys.stdout.write(text + ("" if paper else RENDERERS[fmt].stdout_end))
+    else:
+        console().print(f"wrote {fmt.upper()} tables to {output}/" if to_folder else f"wrote {output}")
 
 
 def _check_outputs(output: Path | None, plot: Path | None, output_kind: str) -> None:
@@ -89,17 +78,6 @@ def _check_outputs(output: Path | None, plot: Path | None, output_kind: str) -> 
         check_output_path(output, output_kind, "--output")
     if plot is not None:
         check_output_path(plot, "dir", "--plot")
-
-
-def _emit(text: str, output: Path | None, stdout_end: str = "") -> None:
-    if output:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"cannot write {output}: {e.strerror or e}") from None
-        console().print(f"wrote {output}")
-    else:
-        sys.stdout.write(text + stdout_end)
 
 
 def resolve_run(run_path: Path | None, results_dir: Path, suite: str | None) -> Path:

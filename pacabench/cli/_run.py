@@ -1,15 +1,13 @@
-"""``pacabench run``: run a suite into a run folder, with a live progress bar."""
+"""``pacabench run``: ``pacabench.api.run`` with a live progress bar, then a summary and the report."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
 from pathlib import Path
 
 import typer
 
-from ..errors import UsageError
+from ..runs.progress import Progress
 from ._app import DEFAULT_RESULTS, console
 
 
@@ -62,178 +60,154 @@ def execute_run(
     executor: tuple = (None, None, None, None, False),  # kind, partition, parallel, timeout_min, detach
 ) -> None:
     """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
-    from ..runs.runner import run_suite, sigterm_as_interrupt
+    from ..api import report as render_report
+    from ..api import run as run_suite
     from ..spec.suite import load_suite
 
     s = load_suite(suite)
-    _check_device(device or s.device, device)
-    if max_cases is not None and max_cases < 1:
-        raise UsageError(f"--max-cases must be a positive int, got {max_cases}")
-    _, dups = s.expand(device, max_cases)  # refused before any folder is made
-    if dups:
-        console().print(f"[yellow]warning[/]: {dups} duplicate case(s) in {suite} measured once")
-    from ._cluster import executor_config, run_on_executor
-
-    cfg = executor_config(s, *executor)
-    rd = _run_dir(s, resume, resume_from, results_dir, run_id)
-    bar = _ProgressBar(s.name) if progress else None
+    kind, partition, parallel, timeout_min, detach = executor
+    overrides = {
+        "kind": kind,
+        "partition": partition,
+        "array_parallelism": parallel,
+        "timeout_min": timeout_min,
+    }
+    hooks = _Hooks(s.name, bar=progress)
     try:
-        with rd.lock(), sigterm_as_interrupt():
-            refill = _prepare_resume(s, rd, allow_changed_suite) if (resume or resume_from) else frozenset()
-            if cfg.kind != "inprocess":
-                return run_on_executor(s, rd, cfg, device=device, max_cases=max_cases, detach=executor[4])
-            with bar or contextlib.nullcontext():
-                summary = run_suite(
-                    s, rd, device=device, isolate=isolate, max_cases=max_cases, refill=refill,
-                    **(bar.callbacks() if bar else {}),
-                )  # fmt: skip
+        with hooks:
+            r = run_suite(
+                s, results_dir=results_dir, run_id=run_id, resume=resume, resume_from=resume_from,
+                allow_changed_suite=allow_changed_suite, device=device, isolate=isolate,
+                executor=overrides, detach=detach, max_cases=max_cases, on_progress=hooks,
+            )  # fmt: skip
     except KeyboardInterrupt as e:
-        n = len(rd.rows())
+        if hooks.path is None:
+            raise
+        from ..runs.folder import RunDir
+
+        n = len(RunDir(hooks.path).rows())
         how = "terminated" if type(e).__name__ == "Terminated" else "interrupted"
         console().print(
-            f"[yellow]{how}[/]: {n} rows kept in {rd.path}; finish with: pacabench run {suite} --resume-from {rd.path}"
+            f"[yellow]{how}[/]: {n} rows kept in {hooks.path}; finish with: "
+            f"pacabench run {suite} --resume-from {hooks.path}"
         )
         raise typer.Exit(143 if how == "terminated" else 130) from None
-    _summarise(summary, rd)
-    if report:
-        from ..reports.sections import render_markdown
-        from ..runs.results import load_run
+    if r.summary is None:  # submitted to an executor
+        _jobs_summary(r)
+        return
+    _summarise(r.summary, r.path / "rows.jsonl")
+    if report:  # plain write: markdown must not be re-wrapped to the terminal width
+        sys.stdout.write(render_report(r, title=f"{s.name} — {r.path.name}") + "\n")
 
-        # plain write: markdown must not be re-wrapped to the terminal width
-        sys.stdout.write(render_markdown(load_run(rd.path), title=f"{s.name} — {rd.path.name}") + "\n")
 
-
-def _summarise(summary, rd) -> None:
+def _summarise(summary, rows_path: Path) -> None:
     counts = summary.counts()
     console().print(
         f"{len(summary.rows)} cases in {summary.wall_s:.1f} s "
         + (f"({', '.join(f'{v} {k}' for k, v in counts.items())})" if counts else "")
         + (f", {summary.skipped_done} already done" if summary.skipped_done else "")
-        + f" → {rd.rows_path}"
+        + f" → {rows_path}"
     )
 
 
-def _check_device(device: str, override: str | None) -> None:
-    if override is not None and override not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got '{override}'")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError(
-                "device cuda requested but CUDA is not available on this machine (use --device auto)"
-            )
-
-
-SUITE_RECORD = "suite.json"  # {name, digest, metrics, file}: the suite the run measures now
-
-
-def _record_suite(s, rd, yaml_name: str) -> None:
-    (rd.path / yaml_name).write_text(s.source_text, encoding="utf-8")
-    record = {"name": s.name, "digest": s.digest(), "metrics": list(s.metrics), "file": yaml_name}
-    (rd.path / SUITE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
-
-
-def _prepare_resume(s, rd, allow_changed: bool) -> frozenset[str]:
-    """Under the run's lock: set a torn last row aside, check the suite is the one the run
-    measures (else refuse, or with ``allow_changed`` record it as suite.N.yaml); returns the
-    metrics added since, to measure for the finished cases."""
-    note = rd.repair_torn_tail()
-    if note:
-        console().print(f"[yellow]warning[/]: {note}")
-    names = {r.get("suite") for r in rd.rows()} - {None, ""}
-    path = rd.path / SUITE_RECORD
-    old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    old_name = old["name"] if old else (names.pop() if len(names) == 1 else s.name)
-    if old_name != s.name:
-        raise UsageError(f"{rd.path} is a run of suite '{old_name}', not '{s.name}'")
-    if old is None or old["digest"] == s.digest():
-        return frozenset()
-    if not allow_changed:
-        raise UsageError(
-            f"{rd.path}: the suite changed since this run began (compare with {rd.path / old['file']}); "
-            "pass --allow-changed-suite to measure what is missing, or start a new run"
+def _jobs_summary(r) -> None:
+    """After an executor run: the jobs to follow (detached), or the rows merged."""
+    if r.detached:
+        ids = sorted({s.job_id.split("_")[0] for s in r.submissions})
+        console().print(
+            f"submitted job {', '.join(ids) or '-'}; follow: pacabench status {r.path}; "
+            f"merge: pacabench collect {r.path}"
         )
-    n = 2
-    while (rd.path / f"suite.{n}.yaml").exists():
-        n += 1
-    _record_suite(s, rd, f"suite.{n}.yaml")
-    added = frozenset(s.metrics) - frozenset(old["metrics"])
-    console().print(f"suite changed: recorded as {rd.path / f'suite.{n}.yaml'}; measuring what is missing")
-    return added
-
-
-def _run_dir(s, resume: bool, resume_from: Path | None, results_dir: Path, run_id: str | None):
-    """The run folder: the one to resume, or a new one holding the suite and the environment."""
-    from ..runs.results import RunDir, environment_record, latest_run, new_run_dir
-
-    if resume or resume_from:
-        if resume_from is None:
-            path = latest_run(results_dir, s.name)
-            if path is None:
-                raise UsageError(f"nothing to resume: no run of suite '{s.name}' under {results_dir}")
-        else:
-            path = resume_from
-            if not (path / "rows.jsonl").exists() and not (path / "suite.yaml").exists():
-                raise UsageError(f"nothing to resume at {path} (no rows.jsonl)")
-        rd = RunDir(path)
-        console().print(f"resuming [bold]{rd.path}[/]")
-        return rd
-    rd = new_run_dir(results_dir, s.name, run_id)
-    if run_id is not None and rd.path.name != run_id:
-        console().print(f"[yellow]note[/]: run id '{run_id}' is taken; writing to '{rd.path.name}'")
-    _record_suite(s, rd, "suite.yaml")
-    (rd.path / "environment.json").write_text(
-        json.dumps(environment_record(collect_env=True), indent=2), encoding="utf-8"
+        return
+    rows = r.rows()
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.get("status", "?")] = counts.get(row.get("status", "?"), 0) + 1
+    console().print(
+        f"{len(rows)} rows ({', '.join(f'{v} {k}' for k, v in counts.items())}) → {r.path / 'rows.jsonl'}"
     )
-    rd.rows_path.touch()
-    console().print(f"run folder [bold]{rd.path}[/]")
-    return rd
 
 
-class _ProgressBar:
-    """The rich progress bar, driven by the runner's callbacks."""
+class _Hooks(Progress):
+    """The run's progress hooks on the terminal: status lines on stderr, the rich progress bar
+    (``bar``) while cases are measured in process, a line per row merged from an executor's jobs.
+    Keeps the run folder's path for the interrupt message."""
 
-    def __init__(self, suite_name: str):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
+    def __init__(self, suite_name: str, bar: bool = True):
         self.suite_name = suite_name
+        self.bar = bar
+        self.path: Path | None = None
+        self.progress = None  # the rich Progress, started on "start"
         self.task = None
-        self.progress = Progress(
-            TextColumn("[bold]{task.fields[suite]}[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.description}"),
-            transient=False,
-        )
+        self.lines = False  # rows come from an executor's jobs: one line each
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.task is not None and exc[0] is None:
-            self.progress.update(self.task, description="done")
-        return self.progress.__exit__(*exc)
+        if self.progress is not None:
+            if exc[0] is None:
+                self.progress.update(self.task, description="done")
+            self.progress.stop()
+        return False
 
-    def callbacks(self) -> dict:
-        return {"on_start": self.on_start, "on_case": self.on_case, "on_row": self.on_row}
+    def on_folder(self, path) -> None:
+        self.path = path
+        console().print(f"run folder [bold]{path}[/]")
+
+    def on_resume(self, path) -> None:
+        self.path = path
+        console().print(f"resuming [bold]{path}[/]")
+
+    def on_note(self, text: str) -> None:
+        console().print(f"[yellow]note[/]: {text}")
+
+    def on_warning(self, text: str) -> None:
+        console().print(f"[yellow]warning[/]: {text}")
+
+    def on_info(self, text: str) -> None:
+        console().print(text)
 
     def on_start(self, todo) -> None:
-        self.task = self.progress.add_task("", total=len(todo), suite=self.suite_name)
+        if self.bar:
+            self.progress = _rich_progress()
+            self.progress.start()
+            self.task = self.progress.add_task("", total=len(todo), suite=self.suite_name)
+
+    def on_submit(self, todo) -> None:
+        self.lines = True
 
     def on_case(self, case) -> None:
-        self.progress.update(self.task, description=case.describe())
+        if self.progress is not None:
+            self.progress.update(self.task, description=case.describe())
 
-    def on_row(self, row) -> None:
-        self.progress.advance(self.task)
+    def on_row(self, row: dict) -> None:
+        if self.lines:
+            console().print(
+                f"  {row.get('status')}: {row.get('case_id')}"
+                + (f" ({row['error']})" if row.get("error") else "")
+            )
+        elif self.progress is not None:
+            self.progress.advance(self.task)
+
+
+def _rich_progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    return RichProgress(
+        TextColumn("[bold]{task.fields[suite]}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        transient=False,
+    )

@@ -3,56 +3,29 @@
 One row = one case (``pacabench.spec.casekey.CaseKey``): model × resolution × batch size × dtype ×
 device (× task for accuracy rows).
 Rows are appended and flushed one at a time, so an interrupted run keeps everything already
-measured; ``--resume`` reads them back and skips finished cases.
+measured; ``--resume`` reads them back and skips finished cases. The folder around the rows
+(suite record, environment, lock, resume) is ``pacabench.runs.folder``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import types
 import typing
 from dataclasses import asdict, field, fields, make_dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import PacabenchError, UsageError
+from ..errors import UsageError
 from ..spec.casekey import CaseKey
 from ..spec.metrics import METRICS
 
-__all__ = [
-    "Row",
-    "ROW_FIELDS",
-    "RunDir",
-    "new_run_dir",
-    "latest_run",
-    "read_rows",
-    "scan_rows",
-    "load_run",
-    "environment_record",
-    "row_key",
-    "check_name",
-    "RunWriteError",
-    "RunLockedError",
-]
+__all__ = ["Row", "ROW_FIELDS", "read_rows", "scan_rows", "load_run", "rows_frame", "row_key", "check_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-class RunWriteError(PacabenchError):
-    """rows.jsonl could not be written (disk full, file size limit, ...): the run stops there."""
-
-
-class RunLockedError(PacabenchError):
-    """Another process is writing this run folder."""
 
 
 def check_name(name: str, what: str) -> str:
@@ -149,167 +122,6 @@ def row_key(row: dict[str, Any] | Any) -> CaseKey:
     return CaseKey.from_row(row)
 
 
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def environment_record(collect_env: bool = False) -> dict[str, Any]:
-    """The machine and library versions a run was measured with; ``collect_env``: with
-    ``torch.utils.collect_env``'s report (seconds: once per run)."""
-    import torch
-
-    try:
-        import timm
-
-        timm_v = timm.__version__
-    except Exception:  # noqa: BLE001
-        timm_v = None
-    try:
-        import fvcore
-
-        fv = getattr(fvcore, "__version__", None)
-    except Exception:  # noqa: BLE001
-        fv = None
-    from .. import __version__
-
-    cuda = torch.cuda.is_available()
-    return {
-        "pacabench_version": __version__,
-        "pacabench_commit": _git_commit(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "timm": timm_v,
-        "fvcore": fv,
-        "torch_threads": torch.get_num_threads(),
-        "cuda_available": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-        "cuda_version": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **({"collect_env": _collect_env()} if collect_env else {}),
-    }
-
-
-def _collect_env() -> str | None:
-    from ..measure.kernels import collect_env_text
-
-    return collect_env_text()
-
-
-class RunDir:
-    """A run folder: rows.jsonl, suite.yaml (copy), environment.json."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    @property
-    def rows_path(self) -> Path:
-        return self.path / "rows.jsonl"
-
-    @property
-    def torn_path(self) -> Path:
-        return self.path / "rows.jsonl.torn"
-
-    def append(self, row: Row | dict[str, Any]) -> None:
-        """Append one row and fsync it: an interrupted run loses nothing already written.
-
-        A failed write (disk full, file size limit) is cut back to the rows before it and raised
-        as ``RunWriteError``: every earlier row stays readable."""
-        d = row.to_dict() if isinstance(row, Row) else row
-        self.path.mkdir(parents=True, exist_ok=True)
-        size = self.rows_path.stat().st_size if self.rows_path.exists() else 0
-        try:
-            with open(self.rows_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(d, sort_keys=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.truncate(self.rows_path, size)
-            reason = os.strerror(e.errno) if e.errno else str(e)
-            raise RunWriteError(
-                f"cannot write {self.rows_path}: {reason}; the run stops here, "
-                f"the {len(self.rows())} rows before are kept"
-            ) from None
-
-    def replace_rows(self, rows: list[dict[str, Any]], replaced: list[dict[str, Any]]) -> None:
-        """Rewrite rows.jsonl atomically (temp file, fsync, rename); the superseded rows are
-        appended to ``rows.replaced.jsonl`` first, so nothing measured is ever lost."""
-        for name, payload in (("rows.replaced.jsonl", replaced), ("rows.jsonl.tmp", rows)):
-            mode = "a" if name == "rows.replaced.jsonl" else "w"
-            try:
-                with open(self.path / name, mode, encoding="utf-8") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in payload)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as e:
-                raise RunWriteError(
-                    f"cannot write {self.path / name}: {os.strerror(e.errno or errno.EIO)}"
-                ) from None
-        os.replace(self.path / "rows.jsonl.tmp", self.rows_path)
-
-    def rows(self) -> list[dict[str, Any]]:
-        return read_rows(self.rows_path) if self.rows_path.exists() else []
-
-    def done_keys(self) -> set[CaseKey]:
-        return {row_key(r).requested() for r in self.rows()}
-
-    def repair_torn_tail(self) -> str | None:
-        """Move an unterminated or unparsable last line of rows.jsonl (a run killed mid-write,
-        a full disk) to ``rows.jsonl.torn`` (appended, never deleted) so that the next row starts
-        on a line of its own and the case is measured again. Returns a one-line note, or None."""
-        if not self.rows_path.is_file():
-            return None
-        data = self.rows_path.read_bytes()
-        body = data.rstrip(b"\n")
-        start = body.rfind(b"\n") + 1
-        last = body[start:]
-        if not last.strip():
-            return None
-        try:
-            ok = isinstance(json.loads(last), dict) and data.endswith(b"\n")
-        except ValueError:
-            ok = False
-        if ok:
-            return None
-        with open(self.torn_path, "ab") as f:
-            f.write(last + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.truncate(self.rows_path, start)
-        return (
-            f"{self.rows_path}: torn last line ({len(last)} bytes) moved to {self.torn_path}; "
-            "that case is measured again"
-        )
-
-    @contextlib.contextmanager
-    def lock(self):
-        """Exclusive lock on the run folder for the whole run (``flock`` on ``.lock``)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunLockedError(
-                    f"{self.path} is being written by another pacabench run; wait for it to finish"
-                ) from None
-            try:
-                yield self
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _allowed(tp: Any) -> tuple[type, ...]:
     """The JSON types a row field may hold (None always: a missing measurement)."""
     union = isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
@@ -385,43 +197,12 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-def new_run_dir(results_root: str | os.PathLike, suite_name: str, run_id: str | None = None) -> RunDir:
-    """A new run folder ``results_root/suite/run_id`` (``run_id-2``, ... when taken)."""
-    if run_id is None:
-        run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
-    check_name(run_id, "--run-id")
-    base = Path(results_root) / suite_name
-    path = base / run_id
-    n = 1
-    try:
-        while path.exists():
-            n += 1
-            path = base / f"{run_id}-{n}"
-        path.mkdir(parents=True)
-    except OSError as e:
-        raise UsageError(f"cannot create run folder {path}: {os.strerror(e.errno or errno.EIO)}") from None
-    return RunDir(path)
-
-
-def latest_run(results_root: str | os.PathLike, suite_name: str | None = None) -> Path | None:
-    """Most recently modified run folder holding rows.jsonl (optionally of one suite)."""
-    root = Path(results_root)
-    if not root.exists():
-        return None
-    pattern = f"{suite_name}/*/rows.jsonl" if suite_name else "*/*/rows.jsonl"
-    cands = [p.parent for p in root.glob(pattern) if p.parent.parent.name != "baselines"]
-    if not cands:
-        return None
-    return max(cands, key=lambda p: p.joinpath("rows.jsonl").stat().st_mtime)
-
-
 def load_run(path: str | os.PathLike):
     """A run folder, a rows.jsonl or a baseline .jsonl file → pandas DataFrame (one row per case).
 
     Lines that are not usable rows are left out with one warning line on stderr naming them;
     a file with no usable row left is a ``UsageError``.
     """
-    import pandas as pd
 
     p = Path(path)
     if p.is_dir():
@@ -435,6 +216,19 @@ def load_run(path: str | os.PathLike):
         if not rows:
             raise UsageError(f"{p}: no usable rows: {what}")
         sys.stderr.write(f"pacabench: warning: {p}: skipped {what}\n")
+    return rows_frame(rows)
+
+
+def rows_frame(rows: list[dict[str, Any]]):
+    """Rows (dicts) → the DataFrame ``load_run`` gives: every ``ROW_FIELDS`` column (None where a
+    row lacks it) and ``res`` ("HxW"). A row that is not usable (``scan_rows``'s test) is a
+    ``UsageError`` naming its index."""
+    import pandas as pd
+
+    for i, d in enumerate(rows):
+        problem = _row_problem(d)
+        if problem:
+            raise UsageError(f"row {i}: {problem}")
     df = pd.DataFrame(rows, columns=None)
     missing = [c for c in ROW_FIELDS if c not in df.columns]
     if missing:  # one concat, not one insert per column (pandas warns past ~100 inserts)

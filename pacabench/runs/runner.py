@@ -44,7 +44,8 @@ from ..models import ResolutionError, create_model, get_spec
 from ..spec.metrics import REFILL, TASKS, TIMED, metrics_of
 from ..spec.sizes import tokens
 from ..spec.suite import Case, Suite
-from .results import Row, RunDir, row_key
+from .folder import RunDir
+from .results import Row, row_key
 from .rounds import interleave_groups
 
 __all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState", "Terminated", "sigterm_as_interrupt"]
@@ -544,43 +545,42 @@ def run_suite(
     todo = [c for c in cases if c.key not in done or _missing(c, done[c.key], refill)]
     summary = RunSummary(run_dir)
     summary.skipped_done = len(cases) - len(todo)
-    isolate = suite.isolate if isolate is None else isolate
-    state = RunState()
-    fn = case_fn or (_run_case_isolated if isolate else functools.partial(run_case, state=state))
-    if case_fn is not None:
-        group_fn = lambda group: [case_fn(c) for c in group]  # noqa: E731
-    else:
-        group_fn = _run_isolated if isolate else functools.partial(_run_group, state=state)
+    fn, group_fn = _case_runners(suite.isolate if isolate is None else isolate, case_fn)
+    on_case, on_row = on_case or (lambda case: None), on_row or (lambda row: None)
     t_start = time.perf_counter()
     if on_start is not None:
         on_start(todo)
     for group in interleave_groups(todo, done):
-        if len(group) > 1:  # timed side by side; rows written when the group finishes
-            for case in group:
-                if on_case is not None:
-                    on_case(case)
-            for row in group_fn([with_artifacts(c, run_dir) for c in group]):
-                row.run_id = run_dir.path.name
-                run_dir.append(row)
-                summary.rows.append(row)
-                if on_row is not None:
-                    on_row(row)
-            continue
-        case = group[0]
-        if on_case is not None:
+        for case in group:
             on_case(case)
-        old = done.get(case.key)
-        if old is None:
-            row = fn(with_artifacts(case, run_dir))
+        old = done.get(group[0].key) if len(group) == 1 else None
+        if old is not None:  # a finished case: the metrics added since, written into its row
+            row = _refill_row(group[0], old, _missing(group[0], old, refill), fn, run_dir)
+            summary.rows.append(row)
+            on_row(row)
+            continue
+        if len(group) > 1:  # timed side by side; rows written when the group finishes
+            rows = group_fn([with_artifacts(c, run_dir) for c in group])
+        else:
+            rows = [fn(with_artifacts(group[0], run_dir))]
+        for row in rows:
             row.run_id = run_dir.path.name
             run_dir.append(row)
-        else:
-            row = _refill_row(case, old, _missing(case, old, refill), fn, run_dir)
-        summary.rows.append(row)
-        if on_row is not None:
+            summary.rows.append(row)
             on_row(row)
     summary.wall_s = time.perf_counter() - t_start
     return summary
+
+
+def _case_runners(isolate: bool, case_fn: Callable[[Case], Row] | None) -> tuple[Callable, Callable]:
+    """How one case and one interleaved group are measured: in this process (one ``RunState``
+    carried across the run), each in a fresh interpreter (``isolate``), or by ``case_fn`` (tests)."""
+    if case_fn is not None:
+        return case_fn, lambda group: [case_fn(c) for c in group]
+    if isolate:
+        return _run_case_isolated, _run_isolated
+    state = RunState()
+    return functools.partial(run_case, state=state), functools.partial(_run_group, state=state)
 
 
 def _missing(case: Case, row: dict[str, Any], refill: frozenset[str]) -> tuple[str, ...]:

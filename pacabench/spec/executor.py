@@ -1,4 +1,6 @@
-"""The ``executor:`` block of a suite and its CLI overrides (no torch, no submitit import)."""
+"""The ``executor:`` block of a suite and its CLI overrides (no torch, no submitit import).
+
+What each kind does is ``pacabench.runs.executors.kinds``'s (one class per kind)."""
 
 from __future__ import annotations
 
@@ -60,22 +62,19 @@ class ExecutorConfig:
     setup: tuple[str, ...] = field(default_factory=tuple)
 
     def override(self, **kw: Any) -> ExecutorConfig:
-        """A copy with the CLI's non-None values applied (``UsageError`` on a bad value)."""
+        """A copy with the non-None values of ``kw`` (executor keys) applied; an unknown key or a
+        bad value is a ``UsageError`` naming the run option that sets it."""
         from ..errors import UsageError
 
         kw = {k: v for k, v in kw.items() if v is not None}
         for k, v in kw.items():
+            if k not in EXECUTOR_KEYS:
+                raise UsageError(f"unknown executor key '{k}' ({', '.join(EXECUTOR_KEYS)})")
             what, ok = EXECUTOR_KEYS[k]
             if not ok(v):
                 flag = CLI_FLAGS.get(k, "--" + k.replace("_", "-"))
                 raise UsageError(f"{flag} must be {what}, got {v!r}")
         return replace(self, **kw)
-
-    def parallelism(self) -> int:
-        """How many untimed jobs may run at once (local default 1, slurm default: all)."""
-        if self.array_parallelism:
-            return self.array_parallelism
-        return 1 if self.kind == "local" else 256
 
     def to_dict(self) -> dict[str, Any]:
         return {

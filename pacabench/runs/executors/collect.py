@@ -1,16 +1,25 @@
-"""Merge the row files of a run's jobs into ``rows.jsonl``, in suite order; ``status`` per case."""
+"""Merge the row files of a run's jobs into ``rows.jsonl``, in suite order; ``status`` per case.
+
+How a job that left no row file stands is the executor's to say (a SLURM queue, a process): the
+callers pass ``states``, a function of the submissions (``kinds.job_states`` asks the executor
+that ran each job)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import Row, RunDir, row_key
-from .jobstate import JobState, Submission, job_states, load_submissions, suite_order
+from ..folder import RunDir
+from ..results import Row, row_key
+from .jobstate import JobState, Submission, load_submissions, suite_order
 from .rowfiles import read_row_file, row_file, write_row_file
 
-__all__ = ["collect_rows", "run_status", "RunStatus", "failure_row"]
+__all__ = ["collect_rows", "run_status", "RunStatus", "failure_row", "States"]
+
+# the state of each job (by case stem) among the submissions given, for jobs with no row file
+States = Callable[[list[Submission]], dict[str, JobState]]
 
 
 def failure_row(sub: Submission, state: JobState, run_id: str) -> dict[str, Any]:
@@ -21,31 +30,30 @@ def failure_row(sub: Submission, state: JobState, run_id: str) -> dict[str, Any]
     row = Row(**key.row_fields(), suite=sub.case["suite"], case_id=str(key), run_id=run_id)
     row.status, row.error = state.status or "error", state.reason
     row.executor = sub.executor
-    if sub.executor == "slurm":
-        row.slurm_job_id = sub.job_id
-        index = sub.job_id.partition("_")[2]
-        row.slurm_array_index = int(index) if index.isdigit() else None
+    for k, v in state.provenance.items():
+        setattr(row, k, v)
     return row.to_dict()
 
 
-def _available(rd: RunDir, subs: list[Submission], states: dict[str, JobState] | None) -> list[dict]:
+def _available(rd: RunDir, subs: list[Submission], states: States) -> list[dict]:
     """The rows ready to merge, in suite order: row files, and failure rows (written as row files,
     so a second collect finds the same) for jobs that ended without one."""
     rows, missing = [], [s for s in subs if not row_file(rd.path, s.stem).exists()]
-    states = states if states is not None else (job_states(missing) if missing else {})
+    known = states(missing) if missing else {}
     for s in subs:
         path = row_file(rd.path, s.stem)
         d = read_row_file(path)
-        if d is None and s.stem in states and states[s.stem].state == "ended":
-            d = failure_row(s, states[s.stem], rd.path.name)
+        if d is None and s.stem in known and known[s.stem].state == "ended":
+            d = failure_row(s, known[s.stem], rd.path.name)
             write_row_file(path, d)
         if d is not None:
             rows.append(d)
     return rows
 
 
-def collect_rows(rd: RunDir, subs: list[Submission] | None = None, states=None) -> list[dict]:
-    """Merge finished cases into ``rows.jsonl`` (the caller holds the run's lock). A case not in
+def collect_rows(rd: RunDir, states: States, subs: list[Submission] | None = None) -> list[dict]:
+    """Merge finished cases into ``rows.jsonl`` (the caller holds the run's lock); ``subs``: the
+    run's submissions (default: all of ``jobs.json``); ``states``: how their jobs stand. A case not in
     rows.jsonl is appended; an ``error`` row is replaced by a newer row of a resubmitted case (the
     old one kept in rows.replaced.jsonl); a row already there is left alone, so collecting twice
     changes nothing. Returns the rows added or replaced."""
@@ -79,14 +87,15 @@ class RunStatus:
     eta_s: float | None = None
 
 
-def run_status(run_path: Path, parallel: int = 1) -> RunStatus:
-    """Per case: done (ok/skipped row), failed (error/oom row or ended job), pending or running."""
+def run_status(run_path: Path, states: States, parallel: int = 1) -> RunStatus:
+    """Per case: done (ok/skipped row), failed (error/oom row or ended job), pending or running;
+    ``parallel``: jobs at once, for the ETA."""
     from ...spec.suite import Case
 
     rd = RunDir(run_path)
     subs = load_submissions(run_path)
     missing = [s for s in subs if read_row_file(row_file(run_path, s.stem)) is None]
-    states = job_states(missing) if missing else {}
+    known = states(missing) if missing else {}
     st, walls = RunStatus(), []
     for s in subs:
         d = read_row_file(row_file(rd.path, s.stem))
@@ -95,7 +104,7 @@ def run_status(run_path: Path, parallel: int = 1) -> RunStatus:
             detail = d.get("status", "") + (f": {d['error']}" if d.get("error") else "")
             walls += [d["job_end"] - d["job_start"]] if d.get("job_end") and d.get("job_start") else []
         else:
-            js = states.get(s.stem, JobState("unknown"))
+            js = known.get(s.stem, JobState("unknown"))
             state = "failed" if js.state == "ended" else js.state
             detail = js.reason
         st.counts[state] = st.counts.get(state, 0) + 1

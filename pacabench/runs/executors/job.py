@@ -64,7 +64,7 @@ def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str
     ``job_start``/``job_end`` span the whole job (imports included): what status's ETA uses."""
     start = time.time()
     from ...spec.suite import Case
-    from ..results import RunDir
+    from ..folder import RunDir
     from ..runner import run_case, with_artifacts
     from .rowfiles import row_file, write_row_file
 

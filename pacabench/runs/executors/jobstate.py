@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ __all__ = [
     "JOBS_FILE",
     "load_submissions",
     "record_submissions",
-    "job_states",
+    "slurm_states",
+    "process_states",
     "JobState",
     "suite_order",
 ]
@@ -58,6 +59,7 @@ class JobState:
     state: str  # pending | running | ended
     status: str | None = None  # for ended jobs: error | oom
     reason: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)  # row fields naming the job (SLURM ids)
 
 
 def load_submissions(run_path: Path) -> list[Submission]:
@@ -127,26 +129,36 @@ def _from_log(stderr: str) -> tuple[str, str]:
     return "error", ("job ended without a row" + (f": {last}" if last else ""))[:500]
 
 
-def _slurm_states(subs: list[Submission]) -> dict[str, JobState]:
+def slurm_states(subs: list[Submission]) -> dict[str, JobState]:
+    """Jobs of a SLURM array: the queue's state, else the verdict in the job's log; each with the
+    job id and array index a failure row records."""
     queue = _squeue({s.job_id for s in subs})
     states = {}
     for s in subs:
-        if queue is None:
-            states[s.stem] = JobState("unknown", reason="squeue failed")
-            continue
-        state, reason = queue.get(s.job_id, ("", ""))
-        if state in ("PENDING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"):
-            states[s.stem] = JobState("pending", reason=reason)
-        elif state in ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"):
-            states[s.stem] = JobState("running")
-        elif state in ENDED:
-            why = f": {_from_log(s.stderr)[1]}" if state in ("COMPLETED", "FAILED") else ""
-            reason = f"SLURM {state}{why}" + (f" ({reason})" if reason and reason != "None" else "")
-            states[s.stem] = JobState("ended", ENDED[state], reason)
-        else:  # forgotten by slurmctld (older than MinJobAge): its log says how it ended
-            status, reason = _from_log(s.stderr)
-            states[s.stem] = JobState("ended", status, reason)
+        states[s.stem] = _slurm_state(s, queue)
+        index = s.job_id.partition("_")[2]
+        states[s.stem].provenance = {
+            "slurm_job_id": s.job_id,
+            "slurm_array_index": int(index) if index.isdigit() else None,
+        }
     return states
+
+
+def _slurm_state(s: Submission, queue: dict[str, tuple[str, str]] | None) -> JobState:
+    """One array task's state: squeue's answer, or (forgotten by slurmctld) its log's verdict."""
+    if queue is None:
+        return JobState("unknown", reason="squeue failed")
+    state, reason = queue.get(s.job_id, ("", ""))
+    if state in ("PENDING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"):
+        return JobState("pending", reason=reason)
+    if state in ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"):
+        return JobState("running")
+    if state in ENDED:
+        why = f": {_from_log(s.stderr)[1]}" if state in ("COMPLETED", "FAILED") else ""
+        reason = f"SLURM {state}{why}" + (f" ({reason})" if reason and reason != "None" else "")
+        return JobState("ended", ENDED[state], reason)
+    status, reason = _from_log(s.stderr)  # forgotten by slurmctld (older than MinJobAge)
+    return JobState("ended", status, reason)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -161,13 +173,11 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def job_states(subs: list[Submission]) -> dict[str, JobState]:
-    """The state of each submission's job (by case stem), for jobs whose row file is missing."""
-    slurm = [s for s in subs if s.executor == "slurm"]
-    states = _slurm_states(slurm) if slurm else {}
+def process_states(subs: list[Submission]) -> dict[str, JobState]:
+    """Jobs run as processes of this machine (local, debug; the job id is the pid): running while
+    the process lives, else ended (with the reason its log gives)."""
+    states = {}
     for s in subs:
-        if s.executor == "slurm":
-            continue
         if s.job_id.isdigit() and _pid_alive(int(s.job_id)):
             states[s.stem] = JobState("running")
         else:

@@ -28,7 +28,7 @@ def make_snapshot(run_path: str | os.PathLike) -> Path:
     """Copy the package into ``<run>/code/pacabench`` (a fresh copy each submission, in
     ``code.N`` when ``code`` exists) with the checkout's git commit in ``code/COMMIT``.
     Returns the folder to put first on the jobs' ``PYTHONPATH``."""
-    src = Path(__file__).resolve().parent.parent
+    src = Path(__file__).resolve().parents[2]  # the pacabench package (this is runs/executors/snapshot.py)
     base = Path(run_path) / "code"
     dest, n = base, 1
     while dest.exists():
@@ -42,7 +42,7 @@ def make_snapshot(run_path: str | os.PathLike) -> Path:
 def snapshot_commit() -> str | None:
     """The commit recorded in the snapshot this process imported pacabench from (None when it
     runs from a checkout or an installed package)."""
-    path = Path(__file__).resolve().parent.parent.parent / COMMIT_FILE
+    path = Path(__file__).resolve().parents[3] / COMMIT_FILE  # <snapshot>/COMMIT beside <snapshot>/pacabench
     try:
         return path.read_text(encoding="utf-8").strip() or None
     except OSError:
