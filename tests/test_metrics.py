@@ -229,7 +229,7 @@ def test_a_resumed_run_refills_only_the_refill_set(tmp_path):
     """Metrics added to a suite after its cases finished: those of the table's refill set are measured
     for the finished cases (the same values as a fresh run); in train mode the train step's columns."""
     import pacabench.runs.runner as runner
-    from pacabench.runs.results import RunDir
+    from pacabench.runs.folder import RunDir
     from pacabench.spec.suite import parse_suite
 
     text = "name: r\nmodels: [pvt_v2_b0]\nresolutions: [64]\ndevice: cpu\nmodes: [{}]\nmetrics: [{}]\n"
