@@ -32,15 +32,16 @@ from typing import Any
 
 import torch
 
-from ..eval.common import autocast
 from ..measure.capacity import case_capacity
 from ..measure.flops import count_params
 from ..measure.flops_torch import count_flops_as
 from ..measure.kernels import gemm_peak, kernel_record, row_efficiency
 from ..measure.latency import measure_latency, measure_rounds
 from ..measure.memory import measure_peak_memory, resident_bytes
+from ..measure.oom import is_oom
+from ..measure.precision import autocast
 from ..measure.train import train_case
-from ..models import ResolutionError, create_model, get_spec
+from ..models import ResolutionError, get_spec
 from ..spec.metrics import REFILL, TASKS, TIMED, metrics_of
 from ..spec.sizes import tokens
 from ..spec.suite import Case, Suite
@@ -84,15 +85,6 @@ class RunState:
     flops: dict[tuple, tuple[float, dict, float]] = field(default_factory=dict)
     warm: bool = False
     gemm: dict[tuple[str, str], float] = field(default_factory=dict)  # (device, dtype) → GEMM GMAC/s
-
-
-def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    msg = str(exc).lower()
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        "out of memory" in msg or "can't allocate memory" in msg or isinstance(exc, MemoryError)
-    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -148,16 +140,16 @@ def _fill(row: Row, measure: str, record: Any) -> None:
 
 def _cost_model(case: Case) -> torch.nn.Module:
     """The model a cost case measures: the backbone, or with a ``head`` the whole segmentor."""
-    if not case.head:
-        return create_model(case.model, img_size=case.resolution, checkpoint=case.checkpoint, **case.kwargs)
-    from ..models.segmentation import create_segmentor
+    from ..models.segmentation import create_model_or_segmentor
 
-    kwargs = dict(case.kwargs)
-    clusters = kwargs.pop("clusters", None)
-    return create_segmentor(
-        case.model, case.head, clusters=clusters, checkpoint=case.checkpoint,
-        img_size=case.resolution, verbose=False, **kwargs,
-    )  # fmt: skip
+    return create_model_or_segmentor(
+        case.model,
+        case.head,
+        img_size=case.resolution,
+        checkpoint=case.checkpoint,
+        verbose=False,
+        **case.kwargs,
+    )
 
 
 class _Bench:
