@@ -23,6 +23,7 @@ from .catalog import HEADS, ResolutionError, UnknownModelError, get_spec, to_hw
 from .executor import parse_executor_block
 from .located import Located, SuiteError
 from .metrics import COST_MEASURES, MEASURES, TASKS
+from .sizes import parse_memory
 
 __all__ = ["Setting", "SETTINGS", "TOP_KEYS", "SuiteParser", "METRICS", "DTYPES", "EVAL_OPTIONS"]
 
@@ -129,8 +130,6 @@ class SuiteParser:
 
     def capacity(self, cap, path) -> dict:
         """The ``capacity`` block: ``memory`` (a size such as 4GiB; bytes stored), ``limit``."""
-        from ..measure.capacity import parse_memory
-
         if cap is None:
             if "capacity" in self.values["metrics"]:
                 self.fail(("metrics",), "metric 'capacity' needs a budget: capacity: {memory: 4GiB}")
