@@ -59,6 +59,12 @@ class Setting:
     read: Reader
     absent: Any = _SUITE_DEFAULT
 
+    def default(self) -> Any:
+        """The value read when the file does not have the key (a fresh copy)."""
+        if self.absent is _SUITE_DEFAULT:
+            return field_default(_SUITE_FIELDS[self.key])
+        return copy.deepcopy(self.absent)
+
 
 class SuiteParser:
     """Checks one suite's data, key by key; ``fail`` names the file and line of the bad key."""
@@ -79,10 +85,7 @@ class SuiteParser:
                 near = difflib.get_close_matches(k, sorted(TOP_KEYS), n=1)
                 self.fail((k,), f"unknown key '{k}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
         for s in SETTINGS:
-            absent = (
-                field_default(_SUITE_FIELDS[s.key]) if s.absent is _SUITE_DEFAULT else copy.deepcopy(s.absent)
-            )
-            self.values[s.key] = s.read(self, self.data.get(s.key, absent), (s.key,))
+            self.values[s.key] = s.read(self, self.data.get(s.key, s.default()), (s.key,))
         return Suite(path=self.filename, source_text=text, **self.values)
 
     # --- readers of one setting: (value, path) -> the Suite's value ---------------------------
