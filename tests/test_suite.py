@@ -77,3 +77,28 @@ def test_shipped_suites_validate():
 def test_missing_file():
     with pytest.raises(SuiteError, match="no such suite file"):
         load_suite("does/not/exist.yaml")
+
+
+def test_the_settings_table_is_the_suite_and_later_settings_keep_old_digests():
+    """Each key a file may set is one Suite field; a setting the file leaves out holds the Suite's
+    default, and a setting added later is left out of the digest at that default (the digests
+    below were computed before the schema became a table)."""
+    from dataclasses import fields
+
+    from pacabench.spec.cases import Suite, field_default
+    from pacabench.spec.schema import TOP_KEYS
+
+    assert TOP_KEYS == {f.name for f in fields(Suite)} - {"path", "source_text"}
+    bare = parse_suite("models: [pvt_v2_b0]\n", "x.yaml")
+    later = [f for f in fields(Suite) if f.metadata.get("digest") == "unless_default"]
+    assert {f.name for f in later} == {"counter", "modes", "grad_checkpointing", "capacity", "batch_decay"}
+    assert all(getattr(bare, f.name) == field_default(f) for f in later)
+    assert bare.digest() == "6b317b561693b3e5f209b4fc777349600bfda769e82047225bb467ba3d31a2ad"
+    every = parse_suite(
+        "models: [pvt_v2_b0]\nmetrics: [params, capacity]\ncounter: both\nmodes: [train]\n"
+        "grad_checkpointing: true\ncapacity: {memory: 1GiB}\nbatch_decay: true\nexecutor: {kind: local}\n"
+        "description: how, not what\n",
+        "x.yaml",
+    )
+    assert every.digest() == "a21c879687d31d89f969fa0d23af4515bf5fb33fd4b84e1936bd9d5afb879e4f"
+    assert every.cases("cpu")[0].batch_decay and every.cases("cpu")[0].counter == "both"  # copied to cases

@@ -18,12 +18,12 @@ profiler's peak is compared with the budget.
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError, first_line
+from ..spec.sizes import parse_memory  # torch-free: suites parse their capacity budget with it
 from . import oom
 
 __all__ = [
@@ -41,17 +41,6 @@ __all__ = [
 STRIDE = 32  # every family's output stride: a resolution is searched in multiples of it
 AXES = ("batch", "resolution")
 MODES = ("inference", "train")
-_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_UNITS |= {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "k": 2**10, "m": 2**20, "g": 2**30}
-
-
-def parse_memory(text: str) -> int:
-    """'4GiB' / '512MiB' / '24GB' / '1.5g' / '1000000' → bytes."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    unit = m.group(2).lower() if m else ""
-    if not m or unit not in _UNITS or float(m.group(1)) <= 0:
-        raise UsageError(f"memory must be a positive size like 4GiB, 512MiB or 24GB, got {text!r}")
-    return int(float(m.group(1)) * _UNITS[unit])
 
 
 @dataclass

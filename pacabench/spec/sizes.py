@@ -1,12 +1,14 @@
-"""Input sizes: parsing 'R' / 'HxW', labels, and the token count every table and plot uses."""
+"""Input sizes: parsing 'R' / 'HxW', labels, and the token count every table and plot uses; memory
+sizes ('4GiB')."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["parse_hw", "as_hw", "hw_text", "res_label", "tokens"]
+__all__ = ["parse_hw", "as_hw", "hw_text", "res_label", "tokens", "parse_memory"]
 
 
 def parse_hw(
@@ -56,3 +58,16 @@ def tokens(r: Any) -> int | None:
     if isinstance(r, (list, tuple)) and len(r) == 2:
         return (int(r[0]) // 4) * (int(r[1]) // 4)
     return None
+
+
+_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS |= {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_memory(text: str) -> int:
+    """'4GiB' / '512MiB' / '24GB' / '1.5g' / '1000000' → bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else ""
+    if not m or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise UsageError(f"memory must be a positive size like 4GiB, 512MiB or 24GB, got {text!r}")
+    return int(float(m.group(1)) * _UNITS[unit])
