@@ -1,7 +1,8 @@
 """The ``pacabench`` command line: every typer command lives in this package.
 
-The commands are thin: they parse options, call the library (``pacabench.runs.runner``, ``.report``,
-``.compare``, ``.clusters``, ``.eval``) and print. Nothing outside this package imports it.
+The commands are thin: they parse options, call the library (``pacabench.api``: run, load,
+compare, report, status, collect; and ``measure``, ``eval``, ``viz`` for the single-model
+commands) and print. Nothing outside this package imports it.
 Importing it loads no torch, timm or pandas (``pacabench --help`` stays fast): the commands
 import what they need in their bodies.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import PacabenchError
+from ..errors import PacabenchError, first_line
 from . import _capacity, _cluster, _commands, _compare, _eval, _report, _run
 from ._app import app
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 1
     except PacabenchError as e:
-        print(f"pacabench: error: {one_line(e)}", file=sys.stderr)
+        print(f"pacabench: error: {first_line(e)}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"pacabench: error: {e.strerror}: {e.filename}", file=sys.stderr)
@@ -41,11 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return 0
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _entry() -> None:

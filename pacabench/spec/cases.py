@@ -15,13 +15,14 @@ from typing import Any
 
 from .casekey import CaseKey, checkpoint_digest
 from .catalog import to_hw
+from .dtypes import AMP  # dtype amp: fp16 on CUDA, bf16 on a CPU (the row records which)
 from .executor import ExecutorConfig
 from .located import SuiteError
 from .metrics import COST_MEASURES, OPTIONAL_COST_MEASURES, TASKS
+from .sizes import hw_text
 
 __all__ = ["Suite", "ModelEntry", "LatencySettings", "Case", "later", "field_default", "MAX_CASES", "AMP"]
 
-AMP = {"cuda": "fp16", "cpu": "bf16"}  # dtype amp: fp16 on CUDA, bf16 on a CPU (the row records which)
 MAX_CASES = 5000  # a suite expanding past this is refused unless --max-cases allows it
 _DIGEST = "digest"  # field metadata: "never" (how, not what) or "unless_default" (added later)
 
@@ -104,7 +105,7 @@ class Case:
         if self.mode != "inference":
             extra += f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
         task = "" if self.task == "cost" else f"[{self.task}] "
-        return f"{task}{self.model} {self.resolution[0]}x{self.resolution[1]} b{self.batch_size} {self.dtype}{extra}"
+        return f"{task}{self.model} {hw_text(self.resolution)} b{self.batch_size} {self.dtype}{extra}"
 
     def to_dict(self) -> dict:
         """Every field, in declaration order, as JSON data (what a job file and a row record)."""

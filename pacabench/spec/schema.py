@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import PacabenchError
 from .cases import LATENCY_KEYS, ModelEntry, Suite, field_default
 from .catalog import HEADS, ResolutionError, UnknownModelError, get_spec, to_hw
+from .dtypes import DTYPES  # amp: fp16 on CUDA, bf16 on a CPU (the row records which)
 from .executor import parse_executor_block
 from .located import Located, SuiteError
 from .metrics import COST_MEASURES, MEASURES, TASKS
@@ -28,7 +29,6 @@ from .sizes import parse_memory
 __all__ = ["Setting", "SETTINGS", "TOP_KEYS", "SuiteParser", "METRICS", "DTYPES", "EVAL_OPTIONS"]
 
 METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.spec.metrics)
-DTYPES = ("fp32", "fp16", "bf16", "amp")  # amp: fp16 on CUDA, bf16 on a CPU (the row records which)
 DEVICES = ("auto", "cpu", "cuda")
 COUNTERS = ("fvcore", "torch", "both")  # the FLOP counters (pacabench.measure.flops_torch.count_flops_as)
 MODES = ("inference", "train")
