@@ -6,6 +6,9 @@
   On log–log axes a straight line's slope is the complexity exponent (1 linear, 2 quadratic).
 * When the run holds accuracy rows: accuracy against latency (the latency of the same model at
   the same resolution from the run's cost rows).
+* When the run is a zoo (``pacabench.reports.zoo.is_zoo``): the Pareto plot, latency against GFLOPs
+  and against parameters, one point per (model, resolution) coloured by family, the frontier of
+  each resolution drawn as a step line and its models named.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from ..spec.metrics import TASKS, columns
 from ..spec.metrics import metric as _metric
 from ..spec.sizes import res_label, tokens
 from .sections import cost_rows, group_cols
+from .zoo import is_zoo, pareto_points
 
 __all__ = [
     "COST_METRICS",
     "ACCURACY_AXES",
     "cost_figure",
     "accuracy_latency_figure",
+    "pareto_figure",
     "make_figures",
     "write_plots",
     "figure_png",
@@ -199,6 +204,72 @@ def accuracy_latency_figure(df: pd.DataFrame, task: str) -> Figure | None:
     return fig
 
 
+_RES_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_RES_LINES = ("-", "--", ":", "-.")
+_PARETO_AXES = (("gflops", "GFLOPs (log scale)"), ("params", "Parameters, millions (log scale)"))
+
+
+def _pareto_panel(ax, pts: pd.DataFrame, cost: str, colours: dict[str, Any], resolutions: list[str]) -> None:
+    """One panel: every point coloured by family, marker by resolution; each resolution's frontier."""
+    scale = 1e-6 if cost == "params" else 1.0
+    p = pts[pts[cost].gt(0)]
+    for i, res in enumerate(resolutions):
+        g = p[p["res"] == res]
+        marker = _RES_MARKERS[i % len(_RES_MARKERS)]
+        ax.scatter(
+            g[cost] * scale, g["latency"], c=[colours[f] for f in g["family"]], marker=marker, s=28,
+            edgecolors="0.2", linewidths=0.4, zorder=3,
+        )  # fmt: skip
+        front = g[g[f"front_{cost}"]].sort_values([cost, "latency"])
+        if front.empty:
+            continue
+        ax.step(
+            front[cost] * scale, front["latency"], where="post", color="0.15", lw=1.1,
+            linestyle=_RES_LINES[i % len(_RES_LINES)], zorder=2,
+        )  # fmt: skip
+        for r in front.itertuples():
+            ax.annotate(
+                r.model, (getattr(r, cost) * scale, r.latency), textcoords="offset points", xytext=(3, 3),
+                fontsize=6, color="0.1",
+            )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(dict(_PARETO_AXES)[cost])
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def pareto_figure(df: pd.DataFrame) -> Figure | None:
+    """Latency against GFLOPs and against parameters (log–log), one point per (model, resolution)
+    of the ok cost rows, coloured by family; the Pareto frontier (non-dominated points, both
+    minimised) of each resolution as a step line, its models named. None without latencies."""
+    pts = pareto_points(df)
+    if pts.empty:
+        return None
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    fams = list(dict.fromkeys(pts["family"]))
+    cmap = colormaps["tab10" if len(fams) <= 10 else "tab20"]
+    colours = {f: cmap(i % cmap.N) for i, f in enumerate(fams)}
+    resolutions = sorted(dict.fromkeys(pts["res"]), key=lambda r: pts.loc[pts["res"] == r, "tokens"].max())
+    fig = Figure(figsize=(13.0, 5.4), dpi=110)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (cost, _) in zip(axes, _PARETO_AXES):
+        _pareto_panel(ax, pts, cost, colours, resolutions)
+    axes[0].set_ylabel("Latency, median (ms; log scale)")
+    _plain_log_labels(axes[0])
+    handles = [Line2D([], [], ls="none", marker="o", color=colours[f], mec="0.2", label=f) for f in fams]
+    for i, res in enumerate(resolutions):
+        handles.append(
+            Line2D([], [], color="0.15", ls=_RES_LINES[i % len(_RES_LINES)],
+                   marker=_RES_MARKERS[i % len(_RES_MARKERS)], mfc="white", label=f"frontier at {res}")
+        )  # fmt: skip
+    axes[1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.suptitle("Latency against cost: the Pareto frontier of each resolution (lower and further left is better)")
+    fig.tight_layout()
+    return fig
+
+
 def make_figures(df: pd.DataFrame) -> dict[str, Figure]:
     """File stem -> figure, for every plot this run supports."""
     figs: dict[str, Figure] = {}
@@ -210,6 +281,10 @@ def make_figures(df: pd.DataFrame) -> dict[str, Figure]:
         fig = accuracy_latency_figure(df, task)
         if fig is not None:
             figs[f"{task}_accuracy_vs_latency"] = fig
+    if is_zoo(df):  # only a zoo: the plots of a few models stay as they were
+        fig = pareto_figure(df)
+        if fig is not None:
+            figs["pareto"] = fig
     return figs
 
 

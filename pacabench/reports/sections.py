@@ -20,6 +20,7 @@ from ..spec.metrics import columns, metric
 from ..spec.sizes import res_label, tokens
 from .tables import markdown_table, md_cell, to_strings
 from .train import CAPACITY_TITLE, TRAIN_TITLE, capacity_table, train_vs_inference_table
+from .zoo import FAMILY_EXP_TITLE, family_exponents, is_zoo, with_family
 
 __all__ = [
     "METRICS",
@@ -254,14 +255,19 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
     """Every table of a run's report, in order: per metric, scaling, relative cost, failures, accuracy."""
     secs: list[Section] = []
     cost = cost_rows(df)
+    zoo = is_zoo(cost)  # a zoo's tables carry a family column (pacabench.reports.zoo)
+    fam = (lambda t: with_family(t, cost)) if zoo else (lambda t: t)
     if not cost.empty:
         for m, tab in all_metric_tables(cost).items():
-            secs.append(Section(METRICS[m][0], tab, METRICS[m][1]))
-        sc = scaling_table(cost)
+            secs.append(Section(METRICS[m][0], fam(tab), METRICS[m][1]))
+        raw = scaling_table(cost)
+        sc = raw
         for m in columns(samples="latency_ms_samples"):  # the fitted exponent's 95% interval
             sc = exponent_intervals(sc, cost, m)
         if not sc.empty:
-            secs.append(Section(SCALING_TITLE, sc, "{:.2f}"))
+            secs.append(Section(SCALING_TITLE, fam(sc), "{:.2f}"))
+            if zoo:
+                secs.append(Section(FAMILY_EXP_TITLE, family_exponents(raw, cost), "{:.2f}"))
         for title, tab in (
             (TRAIN_TITLE, train_vs_inference_table(cost)),
             (CAPACITY_TITLE, capacity_table(cost)),
@@ -281,7 +287,7 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
                     title += (
                         " (ratio [95% interval])" if rel.map(lambda v: isinstance(v, str)).any().any() else ""
                     )
-                secs.append(Section(title, rel, "{:.2f}"))
+                secs.append(Section(title, fam(rel), "{:.2f}"))
         errs = cost[cost["status"] != "ok"]
         if not errs.empty:
             failures = pd.DataFrame(
