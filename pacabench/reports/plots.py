@@ -265,7 +265,9 @@ def pareto_figure(df: pd.DataFrame) -> Figure | None:
                    marker=_RES_MARKERS[i % len(_RES_MARKERS)], mfc="white", label=f"frontier at {res}")
         )  # fmt: skip
     axes[1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.suptitle("Latency against cost: the Pareto frontier of each resolution (lower and further left is better)")
+    fig.suptitle(
+        "Latency against cost: the Pareto frontier of each resolution (lower and further left is better)"
+    )
     fig.tight_layout()
     return fig
 
