@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pacabench.reports.formats import render_html
-from pacabench.reports.plots import make_figures, pareto_figure, write_plots
+from pacabench.reports.plots import cost_figure, family_styles, make_figures, pareto_figure, write_plots
 from pacabench.reports.sections import SCALING_TITLE, render_markdown, report_sections
 from pacabench.reports.zoo import (
     FAMILY_EXP_TITLE,
@@ -203,15 +203,19 @@ def test_pareto_figure_in_html(zoo_run, tmp_path, monkeypatch):
     import pacabench.reports.plots as plots
 
     df = load_run(zoo_run)
-    cheap = plots.figure_png  # small PNGs keep the test fast; the page embeds whatever it gives
+    cheap = plots.figure_png  # small PNGs and no cost plots keep the test fast (tested elsewhere)
     monkeypatch.setattr(plots, "figure_png", lambda fig, dpi=110: cheap(fig, dpi=20))
+    monkeypatch.setattr(plots, "cost_figure", lambda *a, **k: None)
     page = render_html(df, title="zoo")
     caps = re.findall(r'<figure><img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]+)">', page)
     assert "pareto" in caps
     assert "<th>family</th>" in page
 
 
-def test_report_plot_folder_has_pareto_png(zoo_run, tmp_path):
+def test_report_plot_folder_has_pareto_png(zoo_run, tmp_path, monkeypatch):
+    import pacabench.reports.plots as plots
+
+    monkeypatch.setattr(plots, "cost_figure", lambda *a, **k: None)  # only the Pareto plot, fast
     df = load_run(zoo_run)
     paths = write_plots(df, tmp_path / "plots", dpi=20)
     assert tmp_path / "plots" / "pareto.png" in paths
@@ -224,3 +228,17 @@ def test_pareto_skips_rows_without_latency(zoo_run):
     pts = pareto_points(df)
     assert "convnext_tiny" not in set(pts["model"])
     assert pd.Series(pts["latency"]).gt(0).all()
+
+
+def test_zoo_cost_plot_lines_coloured_by_family(zoo_run):
+    from matplotlib.colors import to_hex
+
+    df = load_run(zoo_run)
+    fig = cost_figure(df, "gflops", family_styles(df))
+    colour = {ln.get_label(): to_hex(ln.get_color()) for ln in fig.axes[0].lines if ln.get_label() in ZOO}
+    assert set(colour) == set(ZOO)
+    by_family: dict[str, set] = {}
+    for model, c in colour.items():
+        by_family.setdefault(family_of(model), set()).add(c)
+    assert all(len(cs) == 1 for cs in by_family.values())  # one colour per family
+    assert len({next(iter(cs)) for cs in by_family.values()}) == len(by_family)  # families differ

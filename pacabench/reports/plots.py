@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..spec.metrics import TASKS, columns
 from ..spec.metrics import metric as _metric
 from ..spec.sizes import res_label, tokens
 from .sections import cost_rows, group_cols
-from .zoo import is_zoo, pareto_points
+from .zoo import is_zoo, pareto_points, row_families
 
 __all__ = [
     "COST_METRICS",
@@ -36,6 +37,7 @@ __all__ = [
     "cost_figure",
     "accuracy_latency_figure",
     "pareto_figure",
+    "family_styles",
     "make_figures",
     "write_plots",
     "figure_png",
@@ -91,8 +93,10 @@ def _resolution_ticks(ax, ticks: dict[int, str]) -> None:
         ax.set_xlim(xs[0] / 1.5, xs[0] * 1.5)
 
 
-def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
-    """Cost against tokens, log–log, one line per model; None if the run has no such values."""
+def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | None = None) -> Figure | None:
+    """Cost against tokens, log–log, one line per model; None if the run has no such values.
+
+    ``style``: line keyword arguments for a group key (a zoo: colour by family, ``family_styles``)."""
     if metric not in COST_METRICS:
         raise ValueError(f"unknown cost metric '{metric}' ({', '.join(COST_METRICS)})")
     d = cost_rows(df)
@@ -119,6 +123,7 @@ def cost_figure(df: pd.DataFrame, metric: str) -> Figure | None:
             marker="o",
             ms=4,
             label=_group_label(cols, key),
+            **(style(key) if style else {}),
         )
         for t, r in zip(g["_tok"], g["resolution"]):
             ticks.setdefault(int(t), res_label(r, "×"))
@@ -238,6 +243,31 @@ def _pareto_panel(ax, pts: pd.DataFrame, cost: str, colours: dict[str, Any], res
     ax.grid(True, which="both", alpha=0.3)
 
 
+def _family_colours(families: list[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(families) <= 10 else "tab20"]
+    return {f: cmap(i % cmap.N) for i, f in enumerate(families)}
+
+
+def family_styles(df: pd.DataFrame) -> Callable[[tuple], dict]:
+    """Group key -> line style: the colour of the model's family, the line style cycling over the
+    family's models (a zoo's cost plots read by family)."""
+    fams = dict(zip(df["model"].astype(str), row_families(df)))
+    colours = _family_colours(list(dict.fromkeys(fams.values())))
+    members: dict[str, list[str]] = {}
+    for m, f in fams.items():
+        members.setdefault(f, []).append(m)
+
+    def style(key: tuple) -> dict:
+        f = fams.get(str(key[0]))
+        if f is None:
+            return {}
+        return {"color": colours[f], "linestyle": _RES_LINES[members[f].index(str(key[0])) % len(_RES_LINES)]}
+
+    return style
+
+
 def pareto_figure(df: pd.DataFrame) -> Figure | None:
     """Latency against GFLOPs and against parameters (log–log), one point per (model, resolution)
     of the ok cost rows, coloured by family; the Pareto frontier (non-dominated points, both
@@ -245,12 +275,10 @@ def pareto_figure(df: pd.DataFrame) -> Figure | None:
     pts = pareto_points(df)
     if pts.empty:
         return None
-    from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
     fams = list(dict.fromkeys(pts["family"]))
-    cmap = colormaps["tab10" if len(fams) <= 10 else "tab20"]
-    colours = {f: cmap(i % cmap.N) for i, f in enumerate(fams)}
+    colours = _family_colours(fams)
     resolutions = sorted(dict.fromkeys(pts["res"]), key=lambda r: pts.loc[pts["res"] == r, "tokens"].max())
     fig = Figure(figsize=(13.0, 5.4), dpi=110)
     axes = fig.subplots(1, 2, sharey=True)
@@ -275,15 +303,17 @@ def pareto_figure(df: pd.DataFrame) -> Figure | None:
 def make_figures(df: pd.DataFrame) -> dict[str, Figure]:
     """File stem -> figure, for every plot this run supports."""
     figs: dict[str, Figure] = {}
+    zoo = is_zoo(df)
+    style = family_styles(cost_rows(df)) if zoo else None
     for metric, (_, stem) in COST_METRICS.items():
-        fig = cost_figure(df, metric)
+        fig = cost_figure(df, metric, style)
         if fig is not None:
             figs[stem] = fig
     for task in ACCURACY_AXES:
         fig = accuracy_latency_figure(df, task)
         if fig is not None:
             figs[f"{task}_accuracy_vs_latency"] = fig
-    if is_zoo(df):  # only a zoo: the plots of a few models stay as they were
+    if zoo:  # only a zoo: the plots of a few models stay as they were
         fig = pareto_figure(df)
         if fig is not None:
             figs["pareto"] = fig
