@@ -93,7 +93,7 @@ def _rows(run: pacabench.Run) -> list[dict]:
 
 
 def test_timm_names_are_read_without_importing_timm_and_match_its_registry():
-    assert set(timm_names()) == set(timm.list_models()) - set(model_names())  # timm's own, not ours
+XX
     assert timm_names()["convnext_atto"] == "convnext"
     code = (
         "import sys\nfrom pacabench.spec.suite import parse_suite\n"
