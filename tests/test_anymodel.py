@@ -18,7 +18,6 @@ from pacabench.cli import main
 from pacabench.errors import UsageError
 from pacabench.models import ResolutionError, create_model, get_spec, model_names
 from pacabench.spec.catalog import is_factory, suggest_model, timm_names
-from pacabench.spec.suite import parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,7 +184,9 @@ def test_a_pretrained_tag_loads_timms_cache_when_it_holds_the_weights(tmp_path, 
     (snap / "snapshots" / "abc123").mkdir(parents=True)
     torch.manual_seed(0)
     src = timm.create_model("convnext_atto")
-    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, snap / "snapshots/abc123/model.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in src.state_dict().items()}, snap / "snapshots/abc123/model.safetensors"
+    )
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hub"))
     m = create_model("convnext_atto.d2_in1k")
     assert "no local weights" not in capsys.readouterr().err

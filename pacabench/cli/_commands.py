@@ -81,7 +81,9 @@ def _all_models(pattern: str, family: str | None) -> list[dict]:
             "name": s.name,
             "family": s.family,
             "params": count_params_of(s.name) if count else None,
-            "default_resolution": s.default_resolution if s.source == "pacabench" else timm_default_size(s.name)[0],
+            "default_resolution": s.default_resolution
+            if s.source == "pacabench"
+            else timm_default_size(s.name)[0],
             "source": s.source,
         }
         for s in specs
@@ -222,7 +224,12 @@ def _model_kwargs(pairs: list[str]) -> dict:
 
 
 def _model_flops(
-    model: str, hw: tuple[int, int], head: str | None, attention: bool, counter: str, kwargs: dict | None = None
+    model: str,
+    hw: tuple[int, int],
+    head: str | None,
+    attention: bool,
+    counter: str,
+    kwargs: dict | None = None,
 ) -> dict:
     from ..measure.flops import count_flops
     from ..measure.flops_torch import FLAG_PCT, count_flops_as, counter_gap
