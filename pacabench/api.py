@@ -72,6 +72,7 @@ def run(
     detach: bool = False,
     max_cases: int | None = None,
     on_progress: Any = None,
+    trust_code: bool = False,
 ) -> Run:
     """Measure a suite into a run folder (what ``pacabench run`` does) and return the ``Run``.
 
@@ -96,6 +97,8 @@ def run(
         max_cases: allow a suite that expands to more than 5000 cases (up to this many).
         on_progress: hooks (``pacabench.runs.progress``): a ``Progress``, an object with
             ``on_<event>`` methods, or a callable ``fn(event, value)``.
+        trust_code: run the suite's model factories (``module:function`` or ``file.py:function``
+            entries import and call the user's code); without it such a suite is refused.
 
     Raises:
         PacabenchError: bad input, before any folder is made; ``RunLockedError``: another process
@@ -107,6 +110,7 @@ def run(
 
     progress = as_progress(on_progress)
     s, ex = _checked(suite, device, max_cases, executor, detach, progress)
+    _check_trusted(s, trust_code)
     resuming = resume or resume_from is not None
     rd = _run_folder(s, results_dir, run_id, resuming, resume_from, progress)
     with rd.lock(), sigterm_as_interrupt():
@@ -127,6 +131,18 @@ def _run_folder(s: Any, results_dir, run_id: str | None, resuming: bool, resume_
     rd = find_run(s, results_dir, resume_from)
     progress.emit("resume", rd.path)
     return rd
+
+
+def _check_trusted(s: Any, trust_code: bool) -> None:
+    """A suite naming a model factory runs code when measured: only with ``trust_code``."""
+    from .spec.catalog import is_factory
+
+    code = [m.name for m in s.models if is_factory(m.name)]
+    if code and not trust_code:
+        raise UsageError(
+            f"{s.path or s.name}: model '{code[0]}' is a factory (it runs code from the suite): "
+            "pass --trust-code (trust_code=True) to run it"
+        )
 
 
 def _checked(suite: Any, device: str | None, max_cases: int | None, executor: Any, detach: bool, progress):

@@ -48,7 +48,8 @@ def test_suggestions_come_from_the_same_family():
     assert suggest_model("pvt_v2_b11") == "pvt_v2_b1"
     assert suggest_model("pvt_tiny2") == "pvt_tiny"
     assert get_spec(suggest_model("pacavit_tny")).family == "paca_vit"
-    assert suggest_model("resnet50") is None
+    assert suggest_model("convnxt_tiny") == "convnext_tiny"  # timm names too (issue 20)
+    assert suggest_model("qqqqzzzz") is None
 
 
 @pytest.fixture(scope="module")

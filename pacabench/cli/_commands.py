@@ -22,28 +22,75 @@ def register(app: typer.Typer) -> None:
 
 
 def models_cmd(
+    pattern: str | None = typer.Argument(None, help="With --all: a glob over names, e.g. 'convnext*'."),
+    all_timm: bool = typer.Option(False, "--all", help="Every timm architecture too (filter with PATTERN)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON list on stdout."),
     family: str | None = typer.Option(None, "--family", help="Only this family (see the 'family' column)."),
 ):
     """Every model pacabench can benchmark, with family, parameter count and default resolution."""
     from ..models import FAMILIES, count_params_of, list_models
 
-    specs = [s for s in list_models() if family is None or s.family == family]
-    if family is not None and not specs:
-        raise UsageError(f"unknown family '{family}' ({', '.join(FAMILIES)})")
-    rows = [
+    if pattern is not None and not all_timm:
+        raise UsageError("a name pattern needs --all (pacabench models --all 'convnext*')")
+    if all_timm:
+        rows = _all_models(pattern or "*", family)
+    else:
+        specs = [s for s in list_models() if family is None or s.family == family]
+        if family is not None and not specs:
+            raise UsageError(f"unknown family '{family}' ({', '.join(FAMILIES)})")
+        rows = [
+            {
+                "name": s.name,
+                "family": s.family,
+                "params": count_params_of(s.name),
+                "default_resolution": s.default_resolution,
+                "source": s.source,
+            }
+            for s in specs
+        ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+        return
+    _models_table(rows)
+
+
+MAX_COUNTED = 60  # `models --all`: params are counted (a meta-device build each) for at most this many
+
+
+def _all_models(pattern: str, family: str | None) -> list[dict]:
+    """Ours and every timm architecture whose name matches ``pattern``: family (ours, else the timm
+    module), default size (timm's ``pretrained_cfg``) and params, counted on the meta device only
+    when at most ``MAX_COUNTED`` names match (a build each: ~0.1-1 s); else None, with a note."""
+    from fnmatch import fnmatchcase
+
+    from ..models import count_params_of, get_spec, model_names, timm_default_size
+    from ..spec.catalog import timm_names
+
+    names = [n for n in dict.fromkeys([*model_names(), *timm_names()]) if fnmatchcase(n, pattern)]
+    specs = [s for s in map(get_spec, names) if family is None or s.family == family]
+    if not specs:
+        raise UsageError(f"no model matches '{pattern}'" + (f" in family '{family}'" if family else ""))
+    count = len(specs) <= MAX_COUNTED
+    if not count:
+        _app.console().print(
+            f"[yellow]note[/]: {len(specs)} models match; params are counted for at most {MAX_COUNTED} "
+            "(narrow the pattern to see them)"
+        )
+    return [
         {
             "name": s.name,
             "family": s.family,
-            "params": count_params_of(s.name),
-            "default_resolution": s.default_resolution,
+            "params": count_params_of(s.name) if count else None,
+            "default_resolution": s.default_resolution
+            if s.source == "pacabench"
+            else timm_default_size(s.name)[0],
             "source": s.source,
         }
         for s in specs
     ]
-    if as_json:
-        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
-        return
+
+
+def _models_table(rows: list[dict]) -> None:
     from rich.table import Table
 
     t = Table(title="pacabench models")
@@ -55,9 +102,8 @@ def models_cmd(
             min_width=36 if c == "name" else None,
         )
     for r in rows:
-        t.add_row(
-            r["name"], r["family"], f"{r['params'] / 1e6:.3f}", str(r["default_resolution"]), r["source"]
-        )
+        params = "-" if r["params"] is None else f"{r['params'] / 1e6:.3f}"
+        t.add_row(r["name"], r["family"], params, str(r["default_resolution"]), r["source"])
     _app.out().print(t)
 
 
@@ -81,9 +127,16 @@ def flops(
     depth: int = typer.Option(
         2, "--depth", help="With --by-module: modules down to this depth (1 = children)."
     ),
+    kwarg: list[str] = typer.Option(
+        [], "--kwarg", "-k", help="KEY=VALUE for the model's builder or factory (value as YAML), repeatable."
+    ),
 ):
-    """Parameters and FLOPs (GMACs, batch 1, every attention op counted; fvcore unless --counter)."""
+    """Parameters and FLOPs (GMACs, batch 1, every attention op counted; fvcore unless --counter).
+
+    MODEL: a name of `pacabench models --all`, or your own factory `module:function` or
+    `path/file.py:function` returning an nn.Module (it runs: your own choice on the command line)."""
     hw = flops_size(resolution)
+    kwargs = _model_kwargs(kwarg)
     _check_flops_options(counter, head, detector, no_attention, by_module, depth)
     if head:
         from ..models.segmentation import check_head
@@ -95,7 +148,7 @@ def flops(
         lambda: (
             _detector_flops(model, hw)
             if detector
-            else _model_flops(model, hw, head, not no_attention, counter)
+            else _model_flops(model, hw, head, not no_attention, counter, kwargs)
         )
     )
     if as_json:
@@ -154,12 +207,35 @@ def _detector_flops(model: str, hw: tuple[int, int]) -> dict:
     return {"model": model, "what": "mask_rcnn", "resolution": list(hw), **detector_flops(model, hw)}
 
 
-def _model_flops(model: str, hw: tuple[int, int], head: str | None, attention: bool, counter: str) -> dict:
+def _model_kwargs(pairs: list[str]) -> dict:
+    """``--kwarg depth=12 --kwarg drop_path_rate=0.1`` -> {"depth": 12, "drop_path_rate": 0.1}."""
+    import yaml
+
+    out = {}
+    for p in pairs:
+        key, eq, value = p.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise UsageError(f"--kwarg must be KEY=VALUE, got '{p}'")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _model_flops(
+    model: str,
+    hw: tuple[int, int],
+    head: str | None,
+    attention: bool,
+    counter: str,
+    kwargs: dict | None = None,
+) -> dict:
     from ..measure.flops import count_flops
     from ..measure.flops_torch import FLAG_PCT, count_flops_as, counter_gap
     from ..models.segmentation import create_model_or_segmentor
 
-    m = create_model_or_segmentor(model, head, img_size=hw)
+    m = create_model_or_segmentor(model, head, img_size=hw, **(kwargs or {}))
     rec = count_flops(m, hw, attention=attention) if counter == "fvcore" else count_flops_as(m, hw, counter)
     extra = {"counter_gap": counter_gap(rec), "flag_pct": FLAG_PCT} if counter == "both" else {}
     return {

@@ -34,13 +34,16 @@ def run(
     parallel: int | None = typer.Option(None, "--parallel", help="Jobs at once (array_parallelism)."),
     timeout_min: float | None = typer.Option(None, "--timeout-min", help="Per-job time limit, minutes."),
     detach: bool = typer.Option(False, "--detach", help="SLURM: submit and return; see status / collect."),
+    trust_code: bool = typer.Option(
+        False, "--trust-code", help="Run the suite's model factories (module:function entries run code)."
+    ),
 ):
     """Run a suite: every model × resolution × batch × dtype case becomes a row in results/."""
     execute_run(
         suite, resume=resume, resume_from=resume_from, device=device, isolate=isolate,
         results_dir=results_dir, run_id=run_id, progress=progress, report=report,
         allow_changed_suite=allow_changed_suite, max_cases=max_cases,
-        executor=(executor, partition, parallel, timeout_min, detach),
+        executor=(executor, partition, parallel, timeout_min, detach), trust_code=trust_code,
     )  # fmt: skip
 
 
@@ -58,6 +61,7 @@ def execute_run(
     progress: bool = True,
     report: bool = True,
     executor: tuple = (None, None, None, None, False),  # kind, partition, parallel, timeout_min, detach
+    trust_code: bool = False,
 ) -> None:
     """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
     from ..api import report as render_report
@@ -79,6 +83,7 @@ def execute_run(
                 s, results_dir=results_dir, run_id=run_id, resume=resume, resume_from=resume_from,
                 allow_changed_suite=allow_changed_suite, device=device, isolate=isolate,
                 executor=overrides, detach=detach, max_cases=max_cases, on_progress=hooks,
+                trust_code=trust_code,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         if hooks.path is None:

@@ -1,23 +1,30 @@
-"""One entry point for every backbone pacabench knows.
+"""One entry point for every backbone pacabench can measure.
 
-``create_model(name, ...)`` builds timm's Swin and PVTv2, and pacabench's own PaCa-ViT and
-PVT v1 (registered with timm's ``register_model``, so ``timm.create_model`` finds them too
-once this package is imported). ``list_models()`` is what ``pacabench models`` prints. The
-catalogue (names, families, parameter counts, the input-size rule) lives in the torch-free
-``pacabench.spec.catalog`` and is re-exported here.
+``create_model(name, ...)`` builds timm's Swin and PVTv2, pacabench's own PaCa-ViT and PVT v1
+(registered with timm's ``register_model``, so ``timm.create_model`` finds them too once this
+package is imported), any other timm architecture by name, and a user's factory
+(``module:function`` or ``path/file.py:function``, returning an ``nn.Module``). ``list_models()``
+is what ``pacabench models`` prints. The catalogue (names, families, parameter counts, the
+input-size rule) lives in the torch-free ``pacabench.spec.catalog`` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
+from ..errors import UsageError, first_line
 from ..spec.catalog import (
+    FACTORY,
     FAMILIES,
     PARAMS,
     FamilySpec,
@@ -53,6 +60,8 @@ __all__ = [
     "to_hw",
     "read_state_dict",
     "load_checkpoint",
+    "timm_default_size",
+    "load_factory",
 ]
 
 
@@ -94,45 +103,170 @@ def create_model(
     spec = get_spec(name)
     fam = spec.family_spec
     hw = to_hw(img_size)
-
-    build_kwargs = dict(kwargs)
-    if hw is not None and (fam.source == "pacabench" or fam.img_size_arg):
-        build_kwargs["img_size"] = hw
-    if fam.source == "pacabench":
-        build_kwargs["features_only"] = features_only
-    if features_only and fam.source == "timm":
-        num_classes = 0  # no classifier: its checkpoint keys are ignored, as our families do
-    model = timm.create_model(name, pretrained=False, num_classes=num_classes, **build_kwargs)
+    ours = fam.name in FAMILIES  # a family with its own spec: built exactly as before
+    if spec.source == FACTORY:
+        model = _build_factory(name, hw, num_classes, kwargs)
+    else:
+        model = _build_timm(spec, hw, num_classes, features_only, kwargs, checkpoint is None)
+    if not ours and hw is not None:
+        probe_size(model, hw, name)
 
     if checkpoint is not None:
-        filter_fn = _load_attr(fam.checkpoint_filter) if fam.checkpoint_filter else None
-        own_ignore = getattr(model, "checkpoint_ignore", None)
-
-        def ignore(k: str) -> bool:
-            if own_ignore is not None and own_ignore(k):
-                return True
-            return features_only and k.startswith("head.")
-
-        report = load_checkpoint(
-            model,
-            checkpoint,
-            strict=strict,
-            ignore=ignore,
-            allow_shape_mismatch=features_only and getattr(model, "checkpoint_resizable", False),
-            filter_fn=filter_fn,
-        )
-        note = report.notice()
-        if note:
-            print(f"[pacabench] {name}: {note}", file=sys.stderr)
-        model.pacabench_load_report = report
-
+        _load_into(model, spec, checkpoint, strict, features_only)
     set_attn_impl(model, attn_impl)
-    if features_only and fam.source == "timm":
+    if features_only and spec.source != "pacabench":
         report = getattr(model, "pacabench_load_report", None)
         model = TimmFeatures(model, nhwc=fam.nhwc_features)
         if report is not None:
             model.pacabench_load_report = report
     return model.eval()
+
+
+def _build_timm(spec: ModelSpec, hw, num_classes: int, features_only: bool, kwargs: dict, cache_ok: bool):
+    """A timm model (ours registered with timm too). Our families keep their quirks; any other
+    timm model is offered the asked ``img_size`` (ViT, DeiT, Swin, MaxViT, CoAtNet, Hiera, EVA...
+    then build at that size, timm resampling what depends on it) and built without it when its
+    builder takes none (a convnet takes any size). Weights of a ``name.tag``: timm's cache only."""
+    fam = spec.family_spec
+    name = spec.name
+    build_kwargs = dict(kwargs)
+    if hw is not None and (fam.source == "pacabench" or fam.img_size_arg or fam.name not in FAMILIES):
+        build_kwargs["img_size"] = hw
+    if fam.source == "pacabench":
+        build_kwargs["features_only"] = features_only
+    if features_only and fam.source != "pacabench":
+        num_classes = 0  # no classifier: its checkpoint keys are ignored, as our families do
+    if "." in name and fam.name not in FAMILIES and cache_ok:
+        build_kwargs.update(_cached_weights(name))
+    try:
+        return timm.create_model(name, num_classes=num_classes, **{"pretrained": False, **build_kwargs})
+    except TypeError as e:
+        if fam.name in FAMILIES or "img_size" not in str(e) or "img_size" in kwargs:
+            raise
+    build_kwargs.pop("img_size")
+    return timm.create_model(name, num_classes=num_classes, **{"pretrained": False, **build_kwargs})
+
+
+def _cached_weights(name: str) -> dict:
+    """timm's pretrained weights of ``name`` (``arch.tag``) if the Hugging Face cache already holds
+    them (build with them), else a one-line notice and random weights: pacabench never downloads."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for fn in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            path = try_to_load_from_cache(hub_id, fn)
+            if isinstance(path, str):
+                return {"pretrained": True, "pretrained_cfg_overlay": {"file": path, "source": "timm"}}
+    print(
+        f"[pacabench] {name}: no local weights (not in timm's cache, no --checkpoint; pacabench never "
+        "downloads): random weights, fine for cost, not for accuracy",
+        file=sys.stderr,
+    )
+    return {}
+
+
+def _load_into(model: nn.Module, spec: ModelSpec, checkpoint, strict: bool, features_only: bool) -> None:
+    fam = spec.family_spec
+    if fam.checkpoint_filter:
+        filter_fn = _load_attr(fam.checkpoint_filter)
+    elif spec.source == "timm" and fam.name not in FAMILIES:
+        module = importlib.import_module(f"timm.models.{fam.name}")
+        filter_fn = getattr(module, "checkpoint_filter_fn", None)
+    else:
+        filter_fn = None
+    own_ignore = getattr(model, "checkpoint_ignore", None)
+
+    def ignore(k: str) -> bool:
+        if own_ignore is not None and own_ignore(k):
+            return True
+        return features_only and k.startswith("head.")
+
+    report = load_checkpoint(
+        model,
+        checkpoint,
+        strict=strict,
+        ignore=ignore,
+        allow_shape_mismatch=features_only and getattr(model, "checkpoint_resizable", False),
+        filter_fn=filter_fn,
+    )
+    note = report.notice()
+    if note:
+        print(f"[pacabench] {spec.name}: {note}", file=sys.stderr)
+    model.pacabench_load_report = report
+
+
+def timm_default_size(name: str) -> tuple[int, int]:
+    """The input size timm's ``pretrained_cfg`` gives a model (224×224 when it says none)."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    size = getattr(cfg, "input_size", None) if cfg is not None else None
+    return (int(size[-2]), int(size[-1])) if size else (224, 224)
+
+
+def load_factory(name: str):
+    """The function of ``module:function`` or ``path/file.py:function`` (a relative path: from the
+    working folder). Importing it runs the user's code: a suite must have been trusted first."""
+    target, _, fn_name = name.rpartition(":")
+    if target.endswith(".py"):
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise UsageError(f"model factory '{name}': no such file {target}")
+        mod_spec = importlib.util.spec_from_file_location(f"pacabench_factory_{path.stem}", path)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as e:
+            raise UsageError(f"model factory '{name}': cannot import {target} ({first_line(e)})") from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise UsageError(f"model factory '{name}': {target} has no function '{fn_name}'")
+    return fn
+
+
+def _build_factory(name: str, hw, num_classes: int, kwargs: dict) -> nn.Module:
+    """Call the user's factory with the entry's kwargs, plus ``img_size``/``num_classes`` when
+    it names such a parameter."""
+    fn = load_factory(name)
+    params = inspect.signature(fn).parameters
+    kw = dict(kwargs)
+    if hw is not None and "img_size" in params:
+        kw.setdefault("img_size", hw)
+    if "num_classes" in params:
+        kw.setdefault("num_classes", num_classes)
+    model = fn(**kw)
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model factory '{name}' returned {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
+def probe_size(model: nn.Module, hw: tuple[int, int], name: str) -> None:
+    """One forward at ``hw`` on fake tensors (shapes only: no compute, no memory): a size the
+    architecture cannot take (a window that does not divide the map, a fixed position table)
+    raises ``ResolutionError`` with the model's own reason, before anything is measured. An op
+    fake tensors cannot run says nothing about the size and is let through."""
+    from torch._subclasses.fake_tensor import (
+        DataDependentOutputException,
+        DynamicOutputShapeException,
+        FakeTensorMode,
+        UnsupportedOperatorException,
+    )
+
+    unknown = (DataDependentOutputException, DynamicOutputShapeException, UnsupportedOperatorException)
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+            model.eval()(torch.empty(1, 3, *hw))
+    except unknown:
+        pass
+    except (AssertionError, RuntimeError, ValueError, IndexError) as e:
+        raise ResolutionError(f"{name} cannot take {hw[0]}x{hw[1]}: {first_line(e)}"[:300]) from None
+    finally:
+        log.setLevel(level)
 
 
 def _load_attr(path: str):

@@ -1,6 +1,12 @@
 """The model catalogue: every name pacabench knows, its family, its parameter count, the input-size
 rule and the segmentation heads, without importing torch or timm.
 
+Names resolve in this order: pacabench's families (``FAMILIES``: their keys, digests and baselines
+never change), then any architecture of the installed timm (``timm_names``: read from timm's
+source files, not by importing it, so a light command that checks a suite stays torch-free;
+``name.tag`` pretrained tags accepted), then a user factory ``module:function`` or
+``path/file.py:function`` (``is_factory``; only its syntax is checked here, nothing is imported).
+
 A suite is validated against this (``pacabench status``, ``baseline`` and ``report`` read suites
 and must stay light); ``pacabench.models`` re-exports all of it and builds the models. A new
 family = one ``FamilySpec`` here (+ its module in ``pacabench.models`` for our own, whose
@@ -10,7 +16,10 @@ family = one ``FamilySpec`` here (+ its module in ``pacabench.models`` for our o
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +39,12 @@ __all__ = [
     "model_names",
     "suggest_model",
     "to_hw",
+    "timm_names",
+    "is_factory",
+    "FACTORY",
 ]
+
+FACTORY = "factory"  # the family (and source) of a user's ``module:function`` model
 
 HEADS = ("paca", "upernet")  # the segmentation heads (pacabench.models.segmentation builds them)
 
@@ -59,6 +73,7 @@ class FamilySpec:
     segmentation_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     segmentation_pad_to: int = 1  # the segmentor pads inputs to a multiple of this
     detection_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    timm_modules: tuple[str, ...] = ()  # timm's modules whose other names belong to this family too
 
 
 _PACA_NAMES = (
@@ -93,12 +108,14 @@ FAMILIES: dict[str, FamilySpec] = {
             # arbitrary (padded) input sizes; like the Swin detection backbone, every stage is cut
             # into full 7×7 windows and odd blocks shifted even when a map is smaller than a window
             detection_kwargs={"dynamic_img_size": True, "always_partition": True},
+            timm_modules=("swin_transformer",),
         ),
         FamilySpec(
             "pvt_v2",
             "timm",
             models=tuple(f"pvt_v2_{b}" for b in ("b0", "b1", "b2", "b2_li", "b3", "b4", "b5")),
             checkpoint_filter="timm.models.pvt_v2:checkpoint_filter_fn",
+            timm_modules=("pvt_v2",),
         ),
         FamilySpec(
             "paca_vit",
@@ -161,7 +178,9 @@ class ModelSpec:
 
     @property
     def family_spec(self) -> FamilySpec:
-        return FAMILIES[self.family]
+        """Ours, or for any other timm model its module's plain spec (no quirks: timm's own
+        metadata says the rest), or the factory's."""
+        return FAMILIES.get(self.family) or FamilySpec(self.family, self.source)
 
 
 _SPECS: dict[str, ModelSpec] = {
@@ -178,18 +197,75 @@ def list_models() -> list[ModelSpec]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    try:
+    """The spec of a name: ours, a timm architecture (``name`` or ``name.tag``; its family is
+    the timm module, or ours when that module is listed in a family's ``timm_modules``), or a
+    factory. timm's default size is read when the model is built (``pretrained_cfg``), not here."""
+    if name in _SPECS:
         return _SPECS[name]
-    except KeyError:
-        close = suggest_model(name)
-        hint = f" (did you mean '{close}'?)" if close else " (see `pacabench models`)"
-        raise UnknownModelError(f"unknown model '{name}'{hint}") from None
+    if is_factory(name):
+        return ModelSpec(name, FACTORY, 224, FACTORY, None)
+    module = timm_names().get(name.partition(".")[0]) if isinstance(name, str) else None
+    if module is not None:
+        return ModelSpec(name, _TIMM_FAMILY.get(module, module), 224, "timm", PARAMS.get(name))
+    close = suggest_model(name)
+    hint = f" (did you mean '{close}'?)" if close else " (see `pacabench models --all`)"
+    raise UnknownModelError(f"unknown model '{name}'{hint}") from None
+
+
+_TIMM_FAMILY = {mod: f.name for f in FAMILIES.values() for mod in f.timm_modules}
+_FACTORY = re.compile(r"^(?:[A-Za-z_][\w.]*|[^:]*\.py):[A-Za-z_]\w*$")
+_REGISTER = re.compile(r"@register_model(?:\([^)]*\))?\s*\ndef\s+(\w+)\s*\(")
+
+
+def is_factory(name: str) -> bool:
+    """``package.module:function`` or ``path/to/file.py:function``: a user's model factory."""
+    return isinstance(name, str) and bool(_FACTORY.match(name))
+
+
+@functools.cache
+def timm_names() -> dict[str, str]:
+    """Every architecture the installed timm registers -> its module (``convnext_tiny`` ->
+    ``convnext``), read from the ``@register_model`` functions of timm's source files without
+    importing timm (and so torch): ~40 ms, the same list as ``timm.list_models()``."""
+    spec = importlib.util.find_spec("timm")
+    if spec is None or spec.origin is None:
+        return {}
+    folder = os.path.join(os.path.dirname(spec.origin), "models")
+    out: dict[str, str] = {}
+    for fn in sorted(os.listdir(folder)):
+        if fn.endswith(".py"):
+            with open(os.path.join(folder, fn), encoding="utf-8") as f:
+                out.update(dict.fromkeys(_REGISTER.findall(f.read()), fn[:-3]))
+    return out
 
 
 def suggest_model(name: str) -> str | None:
-    """The model a misspelt ``name`` most likely meant, from the same family first: the shortest
-    name it begins; else the closest name of the family sharing the longest prefix with it; else
-    the closest name overall (None if nothing is close)."""
+    """The model a misspelt ``name`` most likely meant: pacabench's nearest name (``_suggest_ours``)
+    or timm's (the shortest name it begins, else the closest), whichever shares the longer prefix
+    with it, then the more similar one (ours on a tie)."""
+    ours = _suggest_ours(name)
+    theirs = _suggest_timm(name)
+    if ours is None or theirs is None:
+        return ours or theirs
+
+    def closeness(n: str) -> tuple[int, float]:
+        return len(os.path.commonprefix([n, name])), difflib.SequenceMatcher(None, name, n).ratio()
+
+    return theirs if closeness(theirs) > closeness(ours) else ours
+
+
+def _suggest_timm(name: str) -> str | None:
+    names = [n for n in timm_names() if n not in _SPECS]
+    starts = [n for n in names if n.startswith(name)] if len(name) >= 3 else []
+    if starts:
+        return min(starts, key=len)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _suggest_ours(name: str) -> str | None:
+    """From the same family first: the shortest name it begins; else the closest name of the
+    family sharing the longest prefix with it; else the closest name overall (None if nothing is close)."""
     names = list(_SPECS)
     starts = [n for n in names if n.startswith(name)] if len(name) >= 3 else []
     if starts:
