@@ -90,15 +90,18 @@ def _brute_front(points) -> list[bool]:
         ("pvt_tiny", "pvt_v1"),
         ("pvt_v2_b2_li", "pvt_v2"),
         ("swin_base_patch4_window7_224", "swin"),
-        ("convnext_tiny", "convnext"),  # timm names: the first word, digits cut, version kept
+        ("convnext_tiny", "convnext"),  # timm names: timm's module (as `pacabench models --all`)
         ("convnext_tiny.fb_in1k", "convnext"),
-        ("vit_small_patch16_224", "vit"),
+        ("vit_small_patch16_224", "vision_transformer"),
         ("resnet50d", "resnet"),
-        ("swinv2_tiny_window8_256", "swinv2"),
+        ("swinv2_tiny_window8_256", "swin_transformer_v2"),
         ("mobilenetv3_large_100", "mobilenetv3"),
         ("eva02_tiny_patch14_224", "eva"),
         ("tf_efficientnet_b0", "efficientnet"),
-        ("efficientvit_b0", "efficientvit"),
+        ("efficientvit_b0", "efficientvit_mit"),
+        ("resnet77x_future.tag", "resnet"),  # not registered here: the first word, digits cut
+        ("tf_eva03_giant_future", "eva"),
+        ("swinv9_future_window8", "swinv9"),
         ("nets/my_net.py:build", "my_net"),  # user factories: the module
         ("my_pkg.nets:build_net", "my_pkg.nets"),
     ],
@@ -122,7 +125,7 @@ def test_pareto_points_match_brute_force(zoo_run):
     df = load_run(zoo_run)
     pts = pareto_points(df)
     assert len(pts) == 2 * len(ZOO)  # one point per (model, resolution); the oom row is none
-    assert set(pts["family"]) == {"convnext", "vit", "swin", "my_net"}
+    assert set(pts["family"]) == {"convnext", "vision_transformer", "swin", "my_net"}
     for cost in ("gflops", "params"):
         for res, g in pts.groupby("res"):
             want = _brute_front(list(zip(g[cost], g["latency"])))
@@ -155,10 +158,10 @@ def test_family_column_and_family_exponents(zoo_run):
     secs = {s.title: s.table for s in report_sections(df)}
     sc = secs[SCALING_TITLE]
     assert list(sc.index.names) == ["model", "family"]
-    assert dict(sc.index.tolist())["vit_small_patch16_224"] == "vit"
+    assert dict(sc.index.tolist())["vit_small_patch16_224"] == "vision_transformer"
     fam = secs[FAMILY_EXP_TITLE]
     # independently: each model's slope from its two planted points, then the median per family
-    fams = {"convnext": [], "vit": [], "swin": [], "my_net": []}
+    fams = {"convnext": [], "vision_transformer": [], "swin": [], "my_net": []}
     for model in ZOO:
         f = family_of(model)
         ok = [r for r in _rows() if r["model"] == model and r["status"] == "ok"]
@@ -172,7 +175,7 @@ def test_family_column_and_family_exponents(zoo_run):
         assert fam.loc[f, "flops_exp"] == pytest.approx(float(np.median([s[0] for s in slopes])), abs=1e-9)
         assert fam.loc[f, "latency_exp"] == pytest.approx(float(np.median([s[1] for s in slopes])), abs=1e-9)
     assert fam.loc["convnext", "flops_exp"] == pytest.approx(1.00, abs=1e-9)  # the planted exponents
-    assert fam.loc["vit", "latency_exp"] == pytest.approx(1.35, abs=1e-9)
+    assert fam.loc["vision_transformer", "latency_exp"] == pytest.approx(1.35, abs=1e-9)
     md = render_markdown(df)
     assert "| model | family |" in md and f"## {FAMILY_EXP_TITLE}" in md
 

@@ -3,14 +3,15 @@ frontier of latency against cost, and the scaling exponents summarised per famil
 
 **Family of a model** (``family_of``), first rule that applies:
 
-1. a name of pacabench's catalogue: its catalogue family (``swin``, ``pvt_v2``, ``paca_vit``, ``pvt_v1``);
-2. a user factory ``module:function`` or ``path/file.py:function``: the module's last part without
+1. a user factory ``module:function`` or ``path/file.py:function``: the module's last part without
    ``.py`` (``nets/my_net.py:build`` → ``my_net``), so the variants of one file group together;
-3. any other (timm) name, pretrained tag (``.fb_in1k``) and a leading ``tf_`` dropped: the letters of
-   its first ``_``-separated word, with a version suffix ``v<digits>`` kept and any other digits cut
-   (``convnext_tiny`` → ``convnext``, ``resnet50d`` → ``resnet``, ``swinv2_tiny_window8_256`` →
-   ``swinv2``, ``eva02_tiny_patch14_224`` → ``eva``). This approximates timm's architecture module
-   without importing timm; a row's own non-empty ``family`` field (the runner's) wins over it.
+2. a name the catalogue knows (``spec.catalog.get_spec``, torch-free): pacabench's family (``swin``,
+   ``pvt_v2``, ``paca_vit``, ``pvt_v1``), or for any other timm architecture its timm module
+   (``convnext_tiny`` → ``convnext``, ``resnet50d`` → ``resnet``);
+3. a name this timm does not register (rows from another install), pretrained tag and a leading
+   ``tf_`` dropped: the letters of its first ``_``-separated word, a version suffix ``v<digits>``
+   kept and other digits cut (``eva02_tiny`` → ``eva``). A row's own non-empty ``family`` field
+   wins over all three.
 
 **A zoo** (``is_zoo``): the cost rows hold more than ``ZOO_MODELS`` (6) models, or at least two
 families one of which has two or more models. Only then do the reports add the family column, the
@@ -24,13 +25,14 @@ same input size.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..spec.catalog import get_spec, model_names
+from ..spec.catalog import UnknownModelError, get_spec, is_factory
 from ..spec.sizes import res_label, tokens
 
 __all__ = [
@@ -50,14 +52,17 @@ FAMILY_EXP_TITLE = "Scaling exponents per family (median over the family's model
 _FIRST_WORD = re.compile(r"([a-z]+?)(v\d+)?(?:\d|$)")
 
 
+@functools.cache
 def family_of(model_name: str) -> str:
     """The family of ``model_name`` by the rules in this module's docstring (never imports torch)."""
     name = str(model_name).strip()
-    if name in set(model_names()):
-        return get_spec(name).family
-    if ":" in name:  # a user factory
+    if is_factory(name):
         module = name.rsplit(":", 1)[0].replace("\\", "/").rsplit("/", 1)[-1]
         return module[:-3] if module.endswith(".py") else module
+    try:
+        return get_spec(name).family
+    except UnknownModelError:  # a timm name this timm does not register (rows from another install)
+        pass
     base = name.split(".", 1)[0].lower()
     base = base[3:] if base.startswith("tf_") else base
     word = base.split("_", 1)[0]
