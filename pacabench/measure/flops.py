@@ -268,7 +268,7 @@ def _numel_handle(calls: Counter, name: str):
         total = 0
         for o in outputs:
             s = _shape(o)
-            if s:
+            if s is not None:  # a 0-d result (a full reduction) is one element
                 total += math.prod(s)
         return total
 
