@@ -58,7 +58,8 @@ def test_one_counter_at_a_time():
     tc = count_flops_as(model, (64, 64), "torch")
     assert fv.counter == "fvcore" and fv.gflops_torch is None and fv.counter_diff_pct is None
     assert fv.gflops == pytest.approx(count_flops(model, (64, 64)).gflops, rel=1e-12)
-    assert tc.counter == "torch" and tc.gflops is None and tc.uncounted_share is None
+    assert tc.counter == "torch" and tc.gflops is None and 0 < tc.uncounted_share < 0.05
+    assert tc.uncounted_ops["aten::native_layer_norm"] > 0  # torch's counter leaves the norm layers out
     assert tc.gflops_torch == pytest.approx(count_flops_torch(model, 64).gflops, rel=1e-12)
     assert tc.params == fv.params and counter_gap(fv) is None and counter_gap(tc) is None
     with pytest.raises(ValueError, match="counter must be"):

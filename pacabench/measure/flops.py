@@ -5,9 +5,11 @@ reported in the ``gflops`` field as "GFLOPs (1 MAC = 1 FLOP)". Batch 1, eval mod
 
 fvcore has no handle for ``aten::scaled_dot_product_attention`` (timm's fused attention, and
 our PaCa-ViT / PVT v1) nor ``aten::_native_multi_head_attention`` and silently drops them, so
-attention-heavy models look cheaper, more so at high resolution. (It also drops convolutions
-with ``padding="same"``, ``aten::_convolution_mode``.) We register one handle per op
-(fvcore's style: the handle gets the traced op's inputs and outputs). Element-wise ops that
+attention-heavy models look cheaper, more so at high resolution. It also drops convolutions
+with ``padding="same"`` (``aten::_convolution_mode``), recurrent layers (``aten::lstm``: most
+of Sequencer's cost), ``baddbmm``/``mv``, and undercounts a broadcast ``matmul``. We register
+one handle per op (fvcore's style: the handle gets the traced op's inputs and outputs; the
+formulas are in ``flops_ops``). Element-wise ops that
 the convention leaves out (add, GELU, softmax, ...) are still not counted, but each row says
 which ops were left out and what share of the total they could represent at most (one FLOP
 per output element).
@@ -26,6 +28,7 @@ import torch
 from torch import nn
 
 from ..spec.sizes import as_hw
+from .flops_ops import einsum_macs, matmul_macs, native_mha_macs, rnn_macs, sdpa_macs
 
 __all__ = [
     "FlopsRecord",
@@ -34,6 +37,7 @@ __all__ = [
     "sdpa_flop_jit",
     "native_mha_flop_jit",
     "ATTENTION_HANDLES",
+    "EXTRA_HANDLES",
     "count_params",
     "conv_mode_flop_jit",
 ]
@@ -57,10 +61,7 @@ def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """
     q, k, v = (_shape(x) for x in inputs[:3])
     assert q is not None and k is not None and v is not None, "SDPA inputs without shapes"
-    batch = math.prod(q[:-2])
-    L, E = q[-2], q[-1]
-    S, Ev = k[-2], v[-1]
-    return batch * L * S * (E + Ev)
+    return sdpa_macs(q, k, v)
 
 
 def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
@@ -71,10 +72,7 @@ def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """
     q, k = _shape(inputs[0]), _shape(inputs[1])
     assert q is not None and k is not None
-    batch = math.prod(q[:-2]) if len(q) > 2 else 1
-    L, E = q[-2], q[-1]
-    S = k[-2]
-    return batch * (2 * L * E * E + 2 * S * E * E + 2 * L * S * E)
+    return native_mha_macs(q, k, q[-1])
 
 
 def conv_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
@@ -88,6 +86,53 @@ def conv_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return math.prod(out) * math.prod(w[1:])
 
 
+def _list_shapes(val: Any) -> list[list[int]]:
+    """The shapes of a traced ``Tensor[]`` argument (a ``prim::ListConstruct`` of tensors)."""
+    node = val.node()
+    if node.kind() != "prim::ListConstruct":
+        return []
+    return [s for s in (_shape(v) for v in node.inputs()) if s is not None]
+
+
+def rnn_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """``aten::lstm``/``gru``/``rnn_tanh``/``rnn_relu`` (input or packed data, hx, params, ...): the
+    weights are the op's last ``Tensor[]`` argument (an LSTM's hx is a list too)."""
+    x = _shape(inputs[0])
+    lists = [v for v in inputs if v.type().kind() == "ListType"]
+    assert x is not None and lists, "recurrent op without input shape or weights"
+    return rnn_macs(x, _list_shapes(lists[-1]))
+
+
+def rnn_cell_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """``aten::lstm_cell``/``gru_cell``/``rnn_*_cell(input, hx, w_ih, w_hh, b_ih, b_hh)``: one step."""
+    x, w_ih, w_hh = _shape(inputs[0]), _shape(inputs[2]), _shape(inputs[3])
+    assert x is not None and w_ih is not None and w_hh is not None
+    return rnn_macs(x, [w_ih, w_hh])
+
+
+def _product_flop_jit(a: int, b: int):
+    """A matrix product of inputs ``a`` and ``b`` (``matmul``, ``baddbmm``, ``mv``, ...), with
+    ``torch.matmul``'s broadcasting (fvcore's ``matmul`` handle counts the first batch only)."""
+
+    def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        x, y = _shape(inputs[a]), _shape(inputs[b])
+        assert x is not None and y is not None, "matrix product without shapes"
+        return matmul_macs(x, y)
+
+    return handle
+
+
+def einsum_flop_jit(inputs: list[Any], outputs: list[Any]) -> float:
+    """``aten::einsum`` as torch computes it (``flops_ops.einsum_macs``); fvcore's own count for
+    three or more operands."""
+    from fvcore.nn.jit_handles import einsum_flop_jit as fvcore_einsum
+
+    equation = inputs[0].toIValue()
+    shapes = [_shape(v) for v in inputs[1].node().inputs()]
+    macs = None if any(s is None for s in shapes) else einsum_macs(equation, shapes)
+    return fvcore_einsum(inputs, outputs) if macs is None else macs
+
+
 ATTENTION_HANDLES = {
     "aten::scaled_dot_product_attention": sdpa_flop_jit,
     "aten::_scaled_dot_product_attention_math": sdpa_flop_jit,
@@ -96,6 +141,20 @@ ATTENTION_HANDLES = {
     "aten::_scaled_dot_product_efficient_attention": sdpa_flop_jit,
     "aten::_scaled_dot_product_cudnn_attention": sdpa_flop_jit,
     "aten::_native_multi_head_attention": native_mha_flop_jit,
+}
+
+# The other ops with products fvcore misses or miscounts (registered with ``attention=True``).
+EXTRA_HANDLES = {
+    "aten::_convolution_mode": conv_mode_flop_jit,
+    **{f"aten::{op}": rnn_flop_jit for op in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
+    **{f"aten::{op}_cell": rnn_cell_flop_jit for op in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
+    "aten::matmul": _product_flop_jit(0, 1),
+    "aten::mv": _product_flop_jit(0, 1),
+    "aten::dot": _product_flop_jit(0, 1),
+    "aten::baddbmm": _product_flop_jit(1, 2),
+    "aten::addbmm": _product_flop_jit(1, 2),
+    "aten::addmv": _product_flop_jit(1, 2),
+    "aten::einsum": einsum_flop_jit,
 }
 
 # Element-wise ops the papers' convention does not count. We count their calls and bound their
@@ -139,6 +198,29 @@ _ELEMENTWISE = [
     "aten::fill_",
     "aten::where",
     "aten::cumsum",
+    # in-place and rarer element-wise ops of timm's architectures (fvcore reports them unsupported)
+    "aten::sub_",
+    "aten::gelu_",
+    "aten::silu_",
+    "aten::sigmoid_",
+    "aten::tanh_",
+    "aten::hardswish_",
+    "aten::hardsigmoid",
+    "aten::hardsigmoid_",
+    "aten::clamp_min_",
+    "aten::leaky_relu_",
+    "aten::elu_",
+    "aten::hardtanh_",
+    "aten::addcmul",
+    "aten::addcdiv",
+    "aten::square",
+    "aten::erf",
+    "aten::log",
+    "aten::reciprocal",
+    "aten::sin",
+    "aten::cos",
+    "aten::amax",
+    "aten::upsample_bicubic2d",
 ]
 
 
@@ -156,6 +238,8 @@ class FlopsRecord:
     counter: str = "fvcore"  # fvcore | torch | both (``flops_torch.count_flops_as``)
     gflops_torch: float | None = None  # torch's FlopCounterMode, same convention (torch, both)
     counter_diff_pct: float | None = None  # (fvcore − torch) ÷ fvcore × 100 (both)
+    by_operator_torch: dict[str, float] = field(default_factory=dict)  # torch's GMACs per op (both)
+    counter_gap_why: str | None = None  # past FLAG_PCT (both): the op families behind the gap
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +253,8 @@ class FlopsRecord:
             "counter": self.counter,
             "gflops_torch": self.gflops_torch,
             "counter_diff_pct": self.counter_diff_pct,
+            "by_operator_torch": self.by_operator_torch,
+            "counter_gap_why": self.counter_gap_why,
         }
 
 
@@ -182,7 +268,7 @@ def _numel_handle(calls: Counter, name: str):
         total = 0
         for o in outputs:
             s = _shape(o)
-            if s:
+            if s is not None:  # a 0-d result (a full reduction) is one element
                 total += math.prod(s)
         return total
 
@@ -192,7 +278,8 @@ def _numel_handle(calls: Counter, name: str):
 def flop_count_analysis(model: nn.Module, inputs: torch.Tensor | tuple, *, attention: bool = True):
     """An fvcore ``FlopCountAnalysis`` with the attention handles registered and warnings off.
 
-    ``attention=False`` leaves fvcore's defaults (attention ops skipped), for comparison.
+    ``attention=False`` leaves fvcore's defaults (attention and the other ops of ``EXTRA_HANDLES``
+    skipped or counted fvcore's way), for comparison.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -201,7 +288,7 @@ def flop_count_analysis(model: nn.Module, inputs: torch.Tensor | tuple, *, atten
     fca = FlopCountAnalysis(model, inputs)
     if attention:
         fca.set_op_handle(**ATTENTION_HANDLES)
-        fca.set_op_handle(**{"aten::_convolution_mode": conv_mode_flop_jit})
+        fca.set_op_handle(**EXTRA_HANDLES)
     fca.unsupported_ops_warnings(False)
     fca.uncalled_modules_warnings(False)
     fca.tracer_warnings("none")
