@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pacabench.cli import main
 from pacabench.errors import PacabenchError
 from pacabench.runs.folder import RunDir
+from pacabench.runs.runner import run_case
 from pacabench.spec.metrics import metrics_of
 from pacabench.spec.suite import load_suite
 from tests.test_executors import FLOPS_SUITE, ONE_CASE, TIMED_SUITE, _rows, _suite
@@ -54,10 +55,10 @@ def _lines_ok(run: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def debug_runs(tmp_path_factory):
-    """Debug-executor runs made once (3 FLOPs cases, and one params case); tests work on copies."""
+    """Debug-executor runs made once (3 params cases, and one); tests work on copies."""
     base = tmp_path_factory.mktemp("runs")
     made = {}
-    for name, text in (("three", FLOPS_SUITE), ("one", ONE_CASE)):
+    for name, text in (("three", FLOPS_SUITE.replace("[params, flops]", "[params]")), ("one", ONE_CASE)):
         suite = _suite(base, text, f"{name}.yaml")
         argv = ["run", str(suite), "--results-dir", str(base / "r"), "--run-id", name]
         assert main([*argv, "--no-report", "--no-progress", "--executor", "debug"]) == 0
@@ -242,9 +243,8 @@ def test_allow_changed_suite_measures_added_metrics_on_an_executor(debug_runs, t
     argv = ["run", str(suite), "--resume-from", str(run), "--allow-changed-suite", "--no-report"]
     assert main([*argv, "--no-progress", "--executor", "debug"]) == 0
     (row,) = _rows(run)
-    ref = _rows(debug_runs["three"])[0]  # the same case, FLOPs measured from the start
-    assert ref["resolution"] == row["resolution"] == [64, 64]
-    assert row["gflops"] == ref["gflops"] > 0  # measured by the job
+    (case,) = load_suite(suite).cases()
+    assert row["gflops"] == run_case(case).gflops > 0  # measured by the job
     flops = {c.column for c in metrics_of("flops")}
     assert {k: v for k, v in row.items() if k not in flops} == {
         k: v for k, v in old.items() if k not in flops
@@ -304,6 +304,21 @@ def test_a_reused_pid_is_not_the_job(debug_runs, tmp_path, capsys):
     finally:
         other.kill()
         other.wait()
+
+
+def test_an_executor_run_that_leaves_a_case_without_a_row_exits_1(debug_runs, tmp_path, capsys, monkeypatch):
+    """The last guard: whatever kept a case from being submitted, a run that waited for its jobs
+    and still lacks a row for a case says so and does not exit 0."""
+    from pacabench.runs.executors import kinds
+
+    run = _copy(debug_runs, "three", tmp_path)
+    rows = _rows(run)
+    _write_rows(run, rows[:2])
+    _write_jobs(run, _jobs(run)[:2])
+    monkeypatch.setattr(kinds, "cases_to_submit", lambda cases, rows, queued: [])
+    assert _resume(run) == 1
+    err = capsys.readouterr().err
+    assert f"1 case(s) have no row yet (first: {rows[2]['case_id']})" in err and "Traceback" not in err
 
 
 def test_a_job_process_is_known_by_its_start_time():
