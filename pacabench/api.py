@@ -36,6 +36,7 @@ class Run:
     measured now, ``.counts()`` by status, ``.skipped_done``, ``.wall_s``), None for an executor run.
     ``submissions``: the jobs an executor run submitted; ``detached``: True when ``run`` returned
     without waiting for them (``pacabench.status`` / ``pacabench.collect`` follow them).
+    ``missing``: the case ids an executor run that waited still has no row for (none normally).
     """
 
     path: Path
@@ -43,6 +44,7 @@ class Run:
     summary: Any = None
     submissions: list = field(default_factory=list)
     detached: bool = False
+    missing: list = field(default_factory=list)
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -119,7 +121,7 @@ def run(
             s, rd, device=device, max_cases=max_cases, isolate=isolate, refill=refill, detach=detach,
             progress=progress,
         )  # fmt: skip
-    return Run(rd.path, s, out.summary, out.submissions, out.detached)
+    return Run(rd.path, s, out.summary, out.submissions, out.detached, out.missing)
 
 
 def _run_folder(s: Any, results_dir, run_id: str | None, resuming: bool, resume_from, progress):
@@ -356,6 +358,25 @@ def _submitted_run(run: Any):
     return RunDir(path)
 
 
+def _run_suite(rd) -> Any:
+    """The suite a run folder measures now (its suite record's file; ``suite.yaml`` for older
+    runs), or None when it has none."""
+    import json
+
+    from .runs.folder import SUITE_RECORD
+    from .spec.suite import load_suite
+
+    name = "suite.yaml"
+    try:
+        record = json.loads((rd.path / SUITE_RECORD).read_text(encoding="utf-8"))
+        if isinstance(record, dict) and isinstance(record.get("file"), str):
+            name = record["file"]
+    except (OSError, ValueError):
+        pass
+    path = rd.path / Path(name).name  # the record names a file of the run folder, nothing else
+    return load_suite(path) if path.is_file() else None
+
+
 def status(run: Any):
     """Where each case of a run submitted to an executor stands, without accounting (row files,
     then the scheduler's queue, then the job's log).
@@ -364,32 +385,42 @@ def status(run: Any):
         run: the run folder (or ``Run``) of a run made with a local, slurm or debug executor.
 
     Returns:
-        ``pacabench.runs.executors.collect.RunStatus``: ``.cases`` as (case, state, detail) with
-        state done / failed / running / pending / unknown, ``.counts`` per state, and ``.eta_s``
-        (from the finished jobs' durations and the suite's ``array_parallelism``; None when
-        nothing is left or nothing finished yet).
+        ``pacabench.runs.executors.collect.RunStatus``: ``.cases`` as (case, state, detail), one
+        per case of the run's suite (then any other case submitted), with state done / failed /
+        running / pending / unknown / missing (no row and no job yet), ``.counts`` per state, and
+        ``.eta_s`` (from the finished jobs' durations and the suite's ``array_parallelism``; None
+        when nothing is left or nothing finished yet).
     """
     from .runs.executors.collect import run_status
+    from .runs.executors.jobstate import load_submissions
     from .runs.executors.kinds import executor_for, job_states
-    from .spec.suite import load_suite
 
     rd = _submitted_run(run)
-    suite_file = rd.path / "suite.yaml"
-    parallel = executor_for(load_suite(suite_file).executor).parallelism() if suite_file.exists() else 1
-    return run_status(rd.path, job_states, parallel=parallel)
+    suite = _run_suite(rd)
+    if suite is None:
+        return run_status(rd.path, job_states)
+    devices = {s.case["device"] for s in load_submissions(rd.path)}
+    cases = suite.cases(devices.pop() if len(devices) == 1 else None)
+    parallel = executor_for(suite.executor).parallelism()
+    return run_status(rd.path, job_states, parallel=parallel, cases=cases)
 
 
 def collect(run: Any) -> list[dict[str, Any]]:
     """Merge the finished jobs' rows of a submitted run into ``rows.jsonl``, in suite order, under
-    the run's lock; a job that ended without a row becomes a failure row. Collecting twice changes
-    nothing.
+    the run's lock; a job that ended without a row becomes a failure row. A torn last line of
+    rows.jsonl (a parent killed mid-write) is moved to ``rows.jsonl.torn`` first, with a warning
+    on stderr. Collecting twice changes nothing.
 
     Returns:
         The rows added or replaced (an ``error`` row replaced by a resubmitted case's row).
     """
+    import sys
+
     from .runs.executors.collect import collect_rows
     from .runs.executors.kinds import job_states
 
     rd = _submitted_run(run)
     with rd.lock():
-        return collect_rows(rd, job_states)
+        return collect_rows(
+            rd, job_states, note=lambda text: sys.stderr.write(f"pacabench: warning: {text}\n")
+        )

@@ -26,7 +26,7 @@ def status(
     for label, state, detail in st.cases:
         if all_cases or state != "done":
             out().print(f"{state:8} {label}" + (f"  [dim]{detail}[/]" if detail else ""), highlight=False)
-    order = ("done", "failed", "running", "pending", "unknown")
+    order = ("done", "failed", "running", "pending", "unknown", "missing")
     counts = ", ".join(f"{st.counts[k]} {k}" for k in order if st.counts.get(k))
     eta = f"; eta {st.eta_s / 60:.1f} min" if st.eta_s is not None else ""
     out().print(f"{len(st.cases)} cases: {counts}{eta}", highlight=False)
@@ -39,4 +39,5 @@ def collect(run: Path = typer.Argument(..., help="Run folder to merge the jobs' 
 
     new = collect_rows(run)
     rd = RunDir(run)
-    console().print(f"{len(new)} row(s) merged into {rd.rows_path} ({len(rd.rows())} in all)")
+    n = len(rd.done_keys())  # cases, not lines: a case written twice counts once
+    console().print(f"{len(new)} row(s) merged into {rd.rows_path} ({n} case(s) in all)")

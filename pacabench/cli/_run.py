@@ -90,7 +90,7 @@ def execute_run(
             raise
         from ..runs.folder import RunDir
 
-        n = len(RunDir(hooks.path).rows())
+        n = len(RunDir(hooks.path).done_keys())
         how = "terminated" if type(e).__name__ == "Terminated" else "interrupted"
         console().print(
             f"[yellow]{how}[/]: {n} rows kept in {hooks.path}; finish with: "
@@ -99,6 +99,8 @@ def execute_run(
         raise typer.Exit(143 if how == "terminated" else 130) from None
     if r.summary is None:  # submitted to an executor
         _jobs_summary(r)
+        if r.missing:  # said by the executor's warning; not a finished run
+            raise typer.Exit(1)
         return
     _summarise(r.summary, r.path / "rows.jsonl")
     if report:  # plain write: markdown must not be re-wrapped to the terminal width
@@ -124,9 +126,11 @@ def _jobs_summary(r) -> None:
             f"merge: pacabench collect {r.path}"
         )
         return
-    rows = r.rows()
+    from ..runs.results import row_key
+
+    rows = {row_key(row).requested(): row for row in r.rows()}  # a case written twice counts once
     counts: dict[str, int] = {}
-    for row in rows:
+    for row in rows.values():
         counts[row.get("status", "?")] = counts.get(row.get("status", "?"), 0) + 1
     console().print(
         f"{len(rows)} rows ({', '.join(f'{v} {k}' for k, v in counts.items())}) → {r.path / 'rows.jsonl'}"

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from ..errors import PacabenchError, UsageError
 from ..spec.casekey import CaseKey
 from .progress import Progress
-from .results import Row, check_name, read_rows, row_key
+from .results import Row, check_name, read_run_rows, row_key
 
 __all__ = [
     "RunDir",
@@ -44,6 +45,7 @@ __all__ = [
     "find_run",
     "prepare_resume",
     "cases_to_submit",
+    "cases_to_refill",
 ]
 
 SUITE_RECORD = "suite.json"  # {name, digest, metrics, file}: the suite the run measures now
@@ -111,7 +113,8 @@ class RunDir:
         os.replace(self.path / "rows.jsonl.tmp", self.rows_path)
 
     def rows(self) -> list[dict[str, Any]]:
-        return read_rows(self.rows_path) if self.rows_path.exists() else []
+        """The rows of rows.jsonl (a line that is not a usable row is a one-line ``UsageError``)."""
+        return read_run_rows(self.rows_path) if self.rows_path.exists() else []
 
     def done_keys(self) -> set[CaseKey]:
         return {row_key(r).requested() for r in self.rows()}
@@ -338,6 +341,26 @@ def prepare_resume(
 
 def cases_to_submit(cases: list, rows: list[dict[str, Any]], queued: set[str]) -> list:
     """The cases an executor run submits: those without a row or with an ``error`` row, and
-    whose job (by case-key stem) is not still pending or running (``queued``)."""
-    done = {row_key(r): r.get("status") for r in rows}
+    whose job (by case-key stem) is not still pending or running (``queued``). A row's case is
+    the one the suite asked for (``CaseKey.requested``: a batch-decayed row finishes its case)."""
+    done = {row_key(r).requested(): r.get("status") for r in rows}
     return [c for c in cases if done.get(c.key, "error") == "error" and c.key.file_stem() not in queued]
+
+
+def cases_to_refill(
+    cases: list, rows: list[dict[str, Any]], refill: frozenset[str], queued: set[str]
+) -> list[tuple[Any, dict[str, Any]]]:
+    """(case narrowed to the metrics to measure, its row) for each finished ``ok`` case that asks
+    for a metric of ``refill`` (added by a changed suite) which a resumed run measures again."""
+    from ..spec.metrics import REFILL
+
+    done = {row_key(r).requested(): r for r in rows}
+    out = []
+    for c in cases:
+        row = done.get(c.key)
+        if row is None or row.get("status") != "ok" or c.key.file_stem() in queued:
+            continue
+        metrics = tuple(m for m in c.metrics if m in refill and m in REFILL)
+        if metrics:
+            out.append((replace(c, metrics=metrics), row))
+    return out

@@ -10,6 +10,7 @@ measured; ``--resume`` reads them back and skips finished cases. The folder arou
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -23,7 +24,18 @@ from ..errors import UsageError
 from ..spec.casekey import CaseKey
 from ..spec.metrics import METRICS
 
-__all__ = ["Row", "ROW_FIELDS", "read_rows", "scan_rows", "load_run", "rows_frame", "row_key", "check_name"]
+__all__ = [
+    "Row",
+    "ROW_FIELDS",
+    "read_rows",
+    "read_run_rows",
+    "scan_rows",
+    "load_run",
+    "rows_frame",
+    "row_key",
+    "row_problem",
+    "check_name",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -134,8 +146,9 @@ def _allowed(tp: Any) -> tuple[type, ...]:
 _FIELD_TYPES = {f.name: _allowed(f.type) for f in fields(Row)}
 
 
-def _row_problem(d: Any) -> str | None:
-    """Why a parsed line is not a usable row, or None."""
+def row_problem(d: Any) -> str | None:
+    """Why a parsed line is not a usable row (its case key cannot be built, a field has the wrong
+    JSON type), or None."""
     if not isinstance(d, dict):
         return f"a JSON {type(d).__name__}, not an object"
     if not isinstance(d.get("model"), str) or not d["model"]:
@@ -147,6 +160,14 @@ def _row_problem(d: Any) -> str | None:
         kinds = _FIELD_TYPES.get(k)
         if kinds is not None and not isinstance(v, kinds):
             return f"{k} is a {type(v).__name__}"
+    for k in ("batch_size", "batch_size_used"):  # the key's ints: a float must be a whole number
+        v = d.get(k)
+        if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+            return f"{k} is not a whole number ({v!r})"
+    try:
+        row_key(d)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        return f"its case key cannot be built ({type(e).__name__})"
     return None
 
 
@@ -168,7 +189,7 @@ def scan_rows(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple
         except (json.JSONDecodeError, RecursionError):
             bad.append((i, "not JSON" + (" (torn last line)" if i == len(lines) else "")))
             continue
-        problem = _row_problem(d)
+        problem = row_problem(d)
         if problem:
             bad.append((i, problem))
         else:
@@ -187,12 +208,41 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
             continue
         try:
             d = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) - 1:
                 continue  # interrupted while writing the last row
             raise UsageError(f"{path}:{i + 1}: not a JSON row") from None
         if not isinstance(d, dict):
             raise UsageError(f"{path}:{i + 1}: not a JSON row (a {type(d).__name__})")
+        out.append(d)
+    return out
+
+
+def read_run_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a run folder's rows.jsonl, each usable (``row_problem``): what resume,
+    ``collect`` and ``status`` build case keys from. A torn last line is ignored (resume sets it
+    aside); a line that is not a usable row, or a file that cannot be read, is a one-line
+    ``UsageError`` naming the line: the user mends the file, nothing is dropped behind their back."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a rows file") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except (ValueError, RecursionError):
+            if i == len(lines):
+                continue  # interrupted while writing the last row
+            raise UsageError(f"{path}:{i}: not a JSON row") from None
+        problem = row_problem(d)
+        if problem:
+            raise UsageError(f"{path}:{i}: not a usable row: {problem} (mend or remove the line)")
         out.append(d)
     return out
 
@@ -226,7 +276,7 @@ def rows_frame(rows: list[dict[str, Any]]):
     import pandas as pd
 
     for i, d in enumerate(rows):
-        problem = _row_problem(d)
+        problem = row_problem(d)
         if problem:
             raise UsageError(f"row {i}: {problem}")
     df = pd.DataFrame(rows, columns=None)

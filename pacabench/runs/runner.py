@@ -49,7 +49,16 @@ from .folder import RunDir
 from .results import Row, row_key
 from .rounds import interleave_groups
 
-__all__ = ["run_case", "run_suite", "is_oom", "RunSummary", "RunState", "Terminated", "sigterm_as_interrupt"]
+__all__ = [
+    "run_case",
+    "run_suite",
+    "merge_refill",
+    "is_oom",
+    "RunSummary",
+    "RunState",
+    "Terminated",
+    "sigterm_as_interrupt",
+]
 
 
 class Terminated(KeyboardInterrupt):
@@ -582,16 +591,22 @@ def _missing(case: Case, row: dict[str, Any], refill: frozenset[str]) -> tuple[s
     return tuple(m for m in case.metrics if m in refill and m in REFILL)
 
 
-def _refill_row(case: Case, old: dict[str, Any], metrics: tuple[str, ...], fn, run_dir: RunDir) -> Row:
-    """Measure only ``metrics`` for a finished case and write them into its row."""
-    again = replace(case, metrics=metrics)
-    new = fn(with_artifacts(again, run_dir))
+def merge_refill(again: Case, old: dict[str, Any], new: Row) -> dict[str, Any]:
+    """``old`` (a finished case's row) with the metrics ``again`` measured (``new``, its row)
+    written in; a failure marks the row, naming those metrics (also an executor job's merge)."""
     merged = dict(old)
     for m in _plan(again):  # the measures run for them (in train mode: the train step)
         for col in metrics_of(m):
             merged[col.column] = getattr(new, col.column)
     if new.status != "ok":
-        merged["status"], merged["error"] = new.status, f"{', '.join(metrics)}: {new.error}"
+        merged["status"], merged["error"] = new.status, f"{', '.join(again.metrics)}: {new.error}"
+    return merged
+
+
+def _refill_row(case: Case, old: dict[str, Any], metrics: tuple[str, ...], fn, run_dir: RunDir) -> Row:
+    """Measure only ``metrics`` for a finished case and write them into its row."""
+    again = replace(case, metrics=metrics)
+    merged = merge_refill(again, old, fn(with_artifacts(again, run_dir)))
     rows = run_dir.rows()
     rows = [merged if row_key(r).requested() == case.key else r for r in rows]
     run_dir.replace_rows(rows, [old])

@@ -58,14 +58,18 @@ def _rank() -> int:
     return env.global_rank
 
 
-def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str) -> str:
+def run_job(
+    case_data: dict[str, Any], run_path: str, executor: str, run_id: str, base: dict[str, Any] | None = None
+) -> str:
     """Run one case (``runner.run_case``) and write its row to ``rows/<key>.json``; returns the
     row's status. A failing model is a row, not an exception (``run_case`` never raises).
+    ``base``: the case's finished row, when the job measures metrics a changed suite added (the
+    case's ``metrics``): the row written is ``base`` with them merged in (``runner.merge_refill``).
     ``job_start``/``job_end`` span the whole job (imports included): what status's ETA uses."""
     start = time.time()
     from ...spec.suite import Case
     from ..folder import RunDir
-    from ..runner import run_case, with_artifacts
+    from ..runner import merge_refill, run_case, with_artifacts
     from .rowfiles import row_file, write_row_file
 
     delay = float(os.environ.get("PACABENCH_JOB_DELAY_S", "0") or 0)  # tests: a planted slow job
@@ -78,7 +82,10 @@ def run_job(case_data: dict[str, Any], run_path: str, executor: str, run_id: str
     row = run_case(with_artifacts(case, RunDir(run_path)))
     if rank:
         return row.status  # rank 0 alone writes the row (every rank holds the reduced metrics)
-    row.run_id = run_id
-    d = row.to_dict() | provenance(executor) | {"job_start": start, "job_end": time.time()}
+    if base is not None:
+        d = merge_refill(case, base, row)
+    else:
+        row.run_id = run_id
+        d = row.to_dict() | provenance(executor) | {"job_start": start, "job_end": time.time()}
     write_row_file(row_file(run_path, case.key), d)
     return row.status

@@ -1,17 +1,17 @@
 """Where each submitted case stands, without accounting (no ``sacct``): the row file, then the
-scheduler's queue (``squeue -t all``, which lists finished jobs for ``MinJobAge``), then the
-job's stderr log (the reason SLURM wrote there: cancelled, time limit, out of memory)."""
+scheduler's queue (``squeue -t all``, which lists finished jobs for ``MinJobAge``) or the job's
+process (``procs``), then the job's stderr log (the reason SLURM wrote there: cancelled, time
+limit, out of memory). The submissions themselves are ``jobsfile``'s."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .rowfiles import write_row_file
+from .jobsfile import JOBS_FILE, Submission, load_submissions, record_submissions, suite_order
+from .procs import is_job_process
 
 __all__ = [
     "Submission",
@@ -22,9 +22,9 @@ __all__ = [
     "process_states",
     "JobState",
     "suite_order",
+    "log_tail",
 ]
 
-JOBS_FILE = "jobs.json"
 # squeue states of a job that has ended, and what its case becomes without a row file
 ENDED = {
     "COMPLETED": "error",
@@ -40,55 +40,11 @@ ENDED = {
 
 
 @dataclass
-class Submission:
-    """One case submitted as one job (the latest submission of a case wins)."""
-
-    stem: str
-    case: dict[str, Any]
-    job_id: str
-    executor: str
-    stderr: str
-    submitted: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
-@dataclass
 class JobState:
     state: str  # pending | running | ended
     status: str | None = None  # for ended jobs: error | oom
     reason: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)  # row fields naming the job (SLURM ids)
-
-
-def load_submissions(run_path: Path) -> list[Submission]:
-    """The run's submissions in suite order, the latest one per case."""
-    path = run_path / JOBS_FILE
-    if not path.exists():
-        return []
-    latest: dict[str, Submission] = {}
-    for d in json.loads(path.read_text(encoding="utf-8"))["submissions"]:
-        latest.pop(d["stem"], None)
-        latest[d["stem"]] = Submission(**d)
-    return list(latest.values())
-
-
-def suite_order(run_path: Path) -> dict[str, int]:
-    """Case stem → position, by first submission (the suite's order; a resubmission keeps it)."""
-    path = run_path / JOBS_FILE
-    order: dict[str, int] = {}
-    if path.exists():
-        for d in json.loads(path.read_text(encoding="utf-8"))["submissions"]:
-            order.setdefault(d["stem"], len(order))
-    return order
-
-
-def record_submissions(run_path: Path, subs: list[Submission]) -> None:
-    """Append submissions to ``jobs.json`` (rewritten atomically)."""
-    path = run_path / JOBS_FILE
-    old = json.loads(path.read_text(encoding="utf-8"))["submissions"] if path.exists() else []
-    write_row_file(path, {"submissions": old + [s.to_dict() for s in subs]})
 
 
 def _squeue(job_ids: set[str]) -> dict[str, tuple[str, str]] | None:
@@ -112,11 +68,22 @@ def _squeue(job_ids: set[str]) -> dict[str, tuple[str, str]] | None:
     return found
 
 
+def log_tail(stderr: str, size: int = 64 * 1024) -> list[str] | None:
+    """The last lines of a job's log (its last ``size`` bytes); None when there is no log."""
+    if not stderr:
+        return None
+    try:
+        with open(stderr, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+
+
 def _from_log(stderr: str) -> tuple[str, str]:
     """(status, reason) from the last lines of a job's stderr log (SLURM writes its verdict there)."""
-    try:
-        lines = Path(stderr).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+    lines = log_tail(stderr)
+    if lines is None:
         return "error", "job left the queue before it started (cancelled)"
     text = "\n".join(lines[-50:])
     if "DUE TO TIME LIMIT" in text or "timed-out" in text:
@@ -161,24 +128,13 @@ def _slurm_state(s: Submission, queue: dict[str, tuple[str, str]] | None) -> Job
     return JobState("ended", status, reason)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
-
-
 def process_states(subs: list[Submission]) -> dict[str, JobState]:
     """Jobs run as processes of this machine (local, debug; the job id is the pid): running while
-    the process lives, else ended (with the reason its log gives)."""
+    the process that was started for it lives (``procs.is_job_process``: a pid reused by another
+    process is not the job), else ended (with the reason its log gives)."""
     states = {}
     for s in subs:
-        if s.job_id.isdigit() and _pid_alive(int(s.job_id)):
+        if s.job_id.isdigit() and is_job_process(int(s.job_id), s.proc_start, s.submitted):
             states[s.stem] = JobState("running")
         else:
             states[s.stem] = JobState("ended", *_from_log(s.stderr))

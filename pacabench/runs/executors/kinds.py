@@ -23,24 +23,36 @@ into rows.jsonl. How a job that left no row file stands is the executor's to say
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import logging
 import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...errors import UsageError
+from ...errors import PacabenchError, UsageError
 from ...spec.executor import ExecutorConfig
 from ...spec.metrics import TIMED  # a timed case runs alone; params/FLOPs-only cases may share
-from ..folder import RunDir, cases_to_submit
+from ..folder import RunDir, cases_to_refill, cases_to_submit
 from ..progress import Progress
 from .collect import collect_rows
 from .job import run_job
-from .jobstate import JobState, Submission, load_submissions, process_states, record_submissions, slurm_states
-from .rowfiles import retire_row_file, row_file
+from .jobstate import (
+    JobState,
+    Submission,
+    load_submissions,
+    log_tail,
+    process_states,
+    record_submissions,
+    slurm_states,
+)
+from .procs import kill_job_process, proc_start
+from .rowfiles import retire_row_file, row_file, rows_dir
 from .snapshot import importing_from, make_snapshot
 
 __all__ = [
@@ -74,6 +86,7 @@ class Outcome:
     summary: Any = None  # runner.RunSummary
     submissions: list[Submission] = field(default_factory=list)
     detached: bool = False
+    missing: list[str] = field(default_factory=list)  # cases left without a row (executor runs)
 
 
 class Executor:
@@ -119,6 +132,7 @@ class InProcess(Executor):
         from ..runner import run_suite
 
         emit = (progress or Progress()).emit
+        settle_earlier(rd, self.config.timeout_min, emit)  # local jobs of an earlier executor run
         summary = run_suite(
             suite, rd, device=device, isolate=isolate, max_cases=max_cases, refill=refill,
             on_start=lambda todo: emit("start", todo), on_case=lambda case: emit("case", case),
@@ -133,6 +147,7 @@ class SubmititExecutor(Executor):
     made at submission (``snapshot``), so editing the checkout meanwhile changes nothing."""
 
     snapshot: ClassVar[bool] = True
+    waits_for_earlier: ClassVar[bool] = False  # earlier jobs of the run share this machine's CPUs/GPUs
 
     @staticmethod
     def job_states(subs: list[Submission]) -> dict[str, JobState]:
@@ -148,77 +163,129 @@ class SubmititExecutor(Executor):
         isolate: bool | None = None, refill: frozenset[str] = frozenset(), detach: bool = False,
         progress: Progress | None = None,
     ) -> Outcome:  # fmt: skip
-        """Submit what is missing or failed, not what is still queued (``folder.cases_to_submit``),
-        and wait unless ``detach``. ``isolate`` and ``refill`` do not apply: each job is a process
-        of its own and measures its whole case."""
+        """Submit what is missing or failed (``folder.cases_to_submit``), and the metrics ``refill``
+        adds for finished cases (``folder.cases_to_refill``: a job measures them and merges its
+        row), not what is still queued; wait unless ``detach``. ``isolate`` does not apply: each
+        job is a process of its own. Jobs of an earlier submission still running on this machine
+        are waited for first (``waits_for_earlier``: a timed case runs alone)."""
         emit = (progress or Progress()).emit
         cases, _ = suite.expand(device, max_cases)
-        collect_rows(rd, job_states)
-        subs = load_submissions(rd.path)
-        queued = (
-            {k for k, s in job_states(subs).items() if s.state in ("pending", "running")} if subs else set()
-        )
-        todo = cases_to_submit(cases, rd.rows(), queued)
+        collect_rows(rd, job_states, note=lambda text: emit("warning", text))
+        earlier = self._earlier(rd, detach, emit)
+        queued = {s.stem for s in earlier}
+        rows = rd.rows()
+        bases = {c.key.file_stem(): (c, row) for c, row in cases_to_refill(cases, rows, refill, queued)}
+        todo = cases_to_submit(cases, rows, queued)
+        stems = {c.key.file_stem() for c in todo} | set(bases)
+        plan = [bases.get(c.key.file_stem(), (c, None)) for c in cases if c.key.file_stem() in stems]
         emit(
             "info",
             f"{self.kind}: submitting {len(todo)} of {len(cases)} case(s)"
+            + (f", {len(bases)} finished to measure {', '.join(sorted(refill))} for" if bases else "")
             + (f" ({len(queued)} still queued)" if queued else ""),
         )
-        emit("submit", todo)
-        subs = self.submit(todo, rd, detach=detach, on_row=lambda d: emit("row", d))
-        return Outcome(submissions=subs, detached=detach)
+        emit("submit", [c for c, _ in plan])
+        subs = self.submit_plan(plan, rd, detach=detach, on_row=lambda d: emit("row", d))
+        if not detach and earlier:
+            self._wait_rows(rd, earlier, lambda d: emit("row", d))
+        missing = [] if detach else [str(c.key) for c in cases if c.key not in rd.done_keys()]
+        if missing:
+            emit(
+                "warning",
+                f"{len(missing)} case(s) have no row yet (first: {missing[0]}); "
+                f"see pacabench status {rd.path}, then pacabench collect or --resume-from",
+            )
+        return Outcome(submissions=subs, detached=detach, missing=missing)
+
+    def _earlier(self, rd: RunDir, detach: bool, emit) -> list[Submission]:
+        """The run's jobs of earlier submissions still pending or running (not submitted again);
+        with ``waits_for_earlier`` those of this machine are waited for first."""
+        return settle_earlier(rd, self.config.timeout_min, emit, wait=self.waits_for_earlier and not detach)
+
+    def _wait_rows(self, rd: RunDir, subs: list[Submission], on_row) -> None:
+        """Poll until each of ``subs`` (jobs of an earlier submission) has its row file."""
+        while True:
+            for d in collect_rows(rd, job_states, subs):
+                on_row(d)
+            if all(row_file(rd.path, s.stem).exists() for s in subs):
+                return
+            time.sleep(max(POLL_S, 2.0))
 
     def submit(
         self, cases: list, rd: RunDir, *, detach: bool = False, on_row: Callable[[dict], None] | None = None
     ) -> list[Submission]:
         """Submit ``cases`` (their earlier row files set aside) and, unless ``detach``, wait for all
         of them, merging each row into rows.jsonl as it arrives (the caller holds the run's lock)."""
+        return self.submit_plan([(c, None) for c in cases], rd, detach=detach, on_row=on_row)
+
+    def submit_plan(
+        self, plan: list[tuple[Any, dict | None]], rd: RunDir, *, detach: bool = False,
+        on_row: Callable[[dict], None] | None = None,
+    ) -> list[Submission]:  # fmt: skip
+        """``submit`` for (case, base) pairs: a case with its finished row ``base`` is measured for
+        its (narrowed) metrics and the job writes ``base`` with them merged in."""
         self.check(detach)
-        if not cases:
+        if not plan:
             return []
-        for c in cases:
+        rows_dir(rd.path)
+        for c, _ in plan:
             retire_row_file(row_file(rd.path, c.key))
         snap = make_snapshot(rd.path) if self.snapshot else None
         with importing_from(snap):
-            return self._launch(cases, rd, detach, on_row or (lambda d: None))
+            return self._launch(plan, rd, detach, on_row or (lambda d: None))
 
-    def _launch(self, cases: list, rd: RunDir, detach: bool, on_row) -> list[Submission]:
+    def _launch(self, plan: list, rd: RunDir, detach: bool, on_row) -> list[Submission]:
         """Submit in suite order, a timed case only when nothing else runs (and nothing beside it),
         untimed cases up to ``parallelism()`` at once. Rows are merged in suite order (a case's row
-        waits for those before it)."""
+        waits for those before it). Interrupted (Ctrl-C, SIGTERM), the running jobs are stopped
+        (``_stop``) and the rows that finished merged before the interrupt goes on."""
         ex = self.make(rd.path / "submitit")
         running: dict[str, Any] = {}  # stem -> job
         ended: dict[str, JobState] = {}
         subs: list[Submission] = []
-        for case in cases:
-            limit = 1 if is_timed(case) else self.parallelism()
-            while running and (limit == 1 or len(running) >= limit or any(j.timed for j in running.values())):
+        try:
+            for case, base in plan:
+                limit = 1 if is_timed(case) else self.parallelism()
+                while running and (
+                    limit == 1 or len(running) >= limit or any(j.timed for j in running.values())
+                ):
+                    self._poll(rd, subs, running, ended, on_row)
+                job = ex.submit(run_job, *self._args(case, rd, base))
+                job.timed = is_timed(case)
+                sub = self._submission(case, job, base)
+                subs.append(sub)
+                record_submissions(rd.path, [sub])
+                running[sub.stem] = job
+                self._submitted(job)
+            while running:
                 self._poll(rd, subs, running, ended, on_row)
-            job = ex.submit(run_job, *self._args(case, rd))
-            job.timed = is_timed(case)
-            sub = self._submission(case, job)
-            subs.append(sub)
-            record_submissions(rd.path, [sub])
-            running[sub.stem] = job
-            self._submitted(job)
-        while running:
-            self._poll(rd, subs, running, ended, on_row)
+        except BaseException:
+            self._stop(running, subs)
+            with contextlib.suppress(Exception):
+                collect_rows(rd, lambda missing: ended, [s for s in subs if s.stem in ended])
+            raise
         return subs
+
+    def _stop(self, running: dict[str, Any], subs: list[Submission]) -> None:
+        """Stop the jobs still running when the parent is interrupted (local: they are its children)."""
 
     def _submitted(self, job) -> None:
         """Called once a job is submitted (the debug executor runs it there and then)."""
 
-    def _args(self, case, rd: RunDir) -> tuple:
-        return (case.to_dict(), str(rd.path.resolve()), self.kind, rd.path.name)
+    def _args(self, case, rd: RunDir, base: dict | None = None) -> tuple:
+        return (case.to_dict(), str(rd.path.resolve()), self.kind, rd.path.name, base)
 
-    def _submission(self, case, job) -> Submission:
+    def _submission(self, case, job, base: dict | None = None) -> Submission:
+        pid = str(job.job_id)
         return Submission(
             stem=case.key.file_stem(),
             case=case.to_dict(),
-            job_id=str(job.job_id),
+            job_id=pid,
             executor=self.kind,
             stderr=str(job.paths.stderr),
             submitted=time.time(),
+            proc_start=proc_start(int(pid)) if self.kind == "local" and pid.isdigit() else None,
+            refill=list(case.metrics) if base is not None else [],
         )
 
     def _poll(self, rd: RunDir, subs: list[Submission], running: dict[str, Any], ended: dict, on_row) -> None:
@@ -226,9 +293,10 @@ class SubmititExecutor(Executor):
         ``POLL_S`` when nothing finished)."""
         finished = False
         for stem, job in list(running.items()):
+            sub = next((s for s in subs if s.stem == stem), None)
+            self._watch(job, sub)
             if job.done():
                 del running[stem]
-                sub = next((s for s in subs if s.stem == stem), None)
                 ended[stem] = JobState("ended", "error", _ended_reason(job, sub, self.config.timeout_min))
                 finished = True
         if not finished:
@@ -238,35 +306,103 @@ class SubmititExecutor(Executor):
         for d in collect_rows(rd, lambda missing: ended, prefix):
             on_row(d)
 
+    def _watch(self, job, sub: Submission | None) -> None:
+        """Enforce what the scheduler does not (local: the time limit of a job's setup lines)."""
+
+
+def settle_earlier(rd: RunDir, timeout_min: float, emit, wait: bool = True) -> list[Submission]:
+    """The run's jobs of earlier submissions still pending or running. With ``wait``, those that
+    run on this machine (local jobs, left running by a parent killed with SIGKILL) are waited for
+    first, a timed case must not be measured beside them, and the rows they leave are merged; the
+    others are returned (still queued)."""
+    subs = load_submissions(rd.path)
+    states = job_states(subs) if subs else {}
+    earlier = [s for s in subs if states[s.stem].state in ("pending", "running")]
+    here = [s for s in earlier if s.executor == "local"]
+    if here and wait:
+        pids = ", ".join(s.job_id for s in here[:5]) + (", ..." if len(here) > 5 else "")
+        emit(
+            "info",
+            f"waiting for {len(here)} job(s) of an earlier submission of this run, still running "
+            f"(pid {pids}): a timed case must run alone. Ctrl-C to stop waiting",
+        )
+        _wait_local(here, timeout_min)
+        collect_rows(rd, job_states)
+        earlier = [s for s in earlier if s not in here]
+    return earlier
+
+
+GRACE_S = 15.0  # past its time limit, a local job whose controller has not ended it is killed
+
+
+def _past_limit(sub: Submission, timeout_min: float) -> bool:
+    return time.time() - sub.submitted > 60 * timeout_min + GRACE_S
+
+
+def _wait_local(subs: list[Submission], timeout_min: float) -> None:
+    """Until none of ``subs`` (local jobs) runs; one past its time limit is killed."""
+    while True:
+        live = [s for s in subs if process_states([s])[s.stem].state == "running"]
+        if not live:
+            return
+        for s in live:
+            if _past_limit(s, timeout_min):
+                kill_job_process(int(s.job_id), s.proc_start, s.submitted)
+        time.sleep(POLL_S)
+
 
 def _ended_reason(job, sub: Submission | None, timeout_min: float) -> str:
-    """Why a local job ended without a row: its time limit, or its process ended (killed, crashed)."""
+    """Why a local job ended without a row: its time limit, or its process ended (killed, crashed;
+    the last line of its log says what a failing ``setup`` line printed)."""
     if sub is not None and time.time() - sub.submitted >= 60 * timeout_min * 0.95:
         return f"job timed out (time limit {60 * timeout_min:.0f} s)"
     try:
         exc = job.exception()
     except Exception as e:  # noqa: BLE001
         exc = e
-    text = str(exc or "").strip().splitlines()
-    crash = next((ln.strip() for ln in reversed(text) if "Error" in ln or "Killed" in ln), "")
-    what = "killed?" if "has not produced any output" in str(exc) else "crashed"
-    return (f"job process ended without writing its row ({what})" + (f": {crash}" if crash else ""))[:500]
+    if "has not produced any output" in str(exc):  # no result: killed, or a setup line failed
+        what, lines = "killed?", (log_tail(sub.stderr) if sub is not None else None) or []
+    else:
+        what = "crashed"
+        lines = [ln for ln in str(exc or "").splitlines() if "Error" in ln or "Killed" in ln]
+    detail = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+    return (f"job process ended without writing its row ({what})" + (f": {detail}" if detail else ""))[:500]
 
 
 class Local(SubmititExecutor):
-    """Each case a process of this machine (submitit's ``LocalExecutor``); the parent waits."""
+    """Each case a process of this machine (``localjobs.LocalJobs``, on submitit's
+    ``LocalExecutor``); the parent waits, and stops its jobs when it is interrupted."""
 
     kind = "local"
+    waits_for_earlier = True
 
     def make(self, folder: Path):
-        import submitit
+        from .localjobs import LocalJobs
 
         cfg = self.config
-        ex = submitit.LocalExecutor(folder=folder)
+        ex = LocalJobs(folder=folder)
         ex.update_parameters(timeout_min=cfg.timeout_min, signal_delay_s=0, setup=list(cfg.setup))
         if cfg.gpus_per_node:  # one task per GPU: a distributed job (job._rank)
             ex.update_parameters(gpus_per_node=cfg.gpus_per_node, tasks_per_node=cfg.gpus_per_node)
         return ex
+
+    def _watch(self, job, sub: Submission | None) -> None:
+        """A job past its time limit (a ``setup`` line hanging, before the controller's clock
+        starts) is killed with everything it started."""
+        if sub is not None and _past_limit(sub, self.config.timeout_min):
+            kill_job_process(int(sub.job_id), sub.proc_start, sub.submitted)
+
+    def _stop(self, running: dict[str, Any], subs: list[Submission]) -> None:
+        """SIGTERM each running job's process group, SIGKILL what is left after a few seconds."""
+        mine = [s for s in subs if s.stem in running]
+        for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
+            for s in mine:
+                kill_job_process(int(s.job_id), s.proc_start, s.submitted, sig)
+            deadline = time.time() + wait_s
+            while time.time() < deadline and not all(j.done() for j in running.values()):
+                time.sleep(0.1)
+        for job in running.values():
+            job.done()  # reaps the process
 
 
 class Debug(SubmititExecutor):
@@ -342,20 +478,39 @@ class Slurm(SubmititExecutor):
         )
         return ex
 
-    def _launch(self, cases: list, rd: RunDir, detach: bool, on_row) -> list[Submission]:
+    def _launch(self, plan: list, rd: RunDir, detach: bool, on_row) -> list[Submission]:
         """One job array; unless ``detach``, poll until every case has its row file (a job's or a
         failure row)."""
-        ex = self.make(rd.path / "submitit")
-        jobs = ex.map_array(run_job, *zip(*[self._args(c, rd) for c in cases]))
-        subs = [self._submission(c, j) for c, j in zip(cases, jobs)]
+        try:
+            ex = self.make(rd.path / "submitit")
+        except RuntimeError as e:  # submitit: "Could not detect srun"
+            raise SubmitError(f"--executor slurm: submitit cannot use SLURM here: {e}") from None
+        jobs = _submit_array(ex, [self._args(c, rd, base) for c, base in plan])
+        subs = [self._submission(c, j, base) for (c, base), j in zip(plan, jobs)]
         record_submissions(rd.path, subs)
-        while not detach:
-            for d in collect_rows(rd, self.job_states, subs):
-                on_row(d)
-            if all(row_file(rd.path, s.stem).exists() for s in subs):
-                break
-            time.sleep(max(POLL_S, 2.0))
+        if not detach:
+            self._wait_rows(rd, subs, on_row)
         return subs
+
+
+class SubmitError(PacabenchError):
+    """The scheduler refused the jobs (sbatch failed: no controller, a bad partition, ...)."""
+
+
+def _submit_array(ex, args: list[tuple]) -> list:
+    """``map_array`` of ``run_job``; sbatch's refusal is a one-line ``SubmitError`` with its reason
+    (submitit prints sbatch's stderr and raises a long error: both are caught here)."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            return ex.map_array(run_job, *zip(*args))
+    except (FailedJobError, FailedSubmissionError, OSError, subprocess.SubprocessError) as e:
+        text = f"{e}\n{err.getvalue()}"
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else type(e).__name__)
+        raise SubmitError(f"--executor slurm: sbatch could not submit the jobs: {why[:300]}") from None
 
 
 EXECUTOR_CLASSES: dict[str, type[Executor]] = {c.kind: c for c in (InProcess, Local, Slurm, Debug)}
