@@ -171,15 +171,20 @@ def row_problem(d: Any) -> str | None:
     return None
 
 
-def scan_rows(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """(usable rows, [(line number, problem)]) of a rows.jsonl file; a read error is a ``UsageError``."""
+def _rows_file_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a rows file; a folder or an unreadable file is a one-line ``UsageError``."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
+            return f.read().splitlines()
     except IsADirectoryError:
         raise UsageError(f"{path}: is a folder, not a rows file") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def scan_rows(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """(usable rows, [(line number, problem)]) of a rows.jsonl file; a read error is a ``UsageError``."""
+    lines = _rows_file_lines(path)
     rows, bad = [], []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -223,13 +228,7 @@ def read_run_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     ``collect`` and ``status`` build case keys from. A torn last line is ignored (resume sets it
     aside); a line that is not a usable row, or a file that cannot be read, is a one-line
     ``UsageError`` naming the line: the user mends the file, nothing is dropped behind their back."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a folder, not a rows file") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    lines = _rows_file_lines(path)
     out = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
