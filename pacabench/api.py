@@ -111,16 +111,13 @@ def run(
     from .runs.runner import sigterm_as_interrupt
 
     progress = as_progress(on_progress)
-    s, ex = _checked(suite, device, max_cases, executor, detach, progress)
-    _check_trusted(s, trust_code)
+    s, ex = _checked(suite, device, max_cases, executor, detach, progress, trust_code)
     resuming = resume or resume_from is not None
     rd = _run_folder(s, results_dir, run_id, resuming, resume_from, progress)
     with rd.lock(), sigterm_as_interrupt():
         refill = prepare_resume(s, rd, allow_changed_suite, progress) if resuming else frozenset()
-        out = ex.execute(
-            s, rd, device=device, max_cases=max_cases, isolate=isolate, refill=refill, detach=detach,
-            progress=progress,
-        )  # fmt: skip
+        kw = {"device": device, "max_cases": max_cases, "isolate": isolate, "detach": detach}
+        out = ex.execute(s, rd, refill=refill, progress=progress, **kw)
     return Run(rd.path, s, out.summary, out.submissions, out.detached, out.missing)
 
 
@@ -147,13 +144,17 @@ def _check_trusted(s: Any, trust_code: bool) -> None:
         )
 
 
-def _checked(suite: Any, device: str | None, max_cases: int | None, executor: Any, detach: bool, progress):
-    """The suite, loaded and checked for this machine and size, and its executor (nothing written yet)."""
+def _checked(
+    suite: Any, device: str | None, max_cases: int | None, executor: Any, detach: bool, progress, trust_code
+):
+    """The suite, loaded and checked for this machine, size and its code (``trust_code``), and its
+    executor (nothing written yet)."""
     from .runs.executors.kinds import executor_for
     from .runs.folder import check_device
     from .spec.suite import Suite, load_suite
 
     s = suite if isinstance(suite, Suite) else load_suite(suite)
+    _check_trusted(s, trust_code)
     check_device(device or s.device, device)
     if max_cases is not None and max_cases < 1:
         raise UsageError(f"--max-cases must be a positive int, got {max_cases}")

@@ -93,6 +93,17 @@ def _resolution_ticks(ax, ticks: dict[int, str]) -> None:
         ax.set_xlim(xs[0] / 1.5, xs[0] * 1.5)
 
 
+def _mark_failed(ax, failed: pd.DataFrame, transform, color) -> bool:
+    """An × at the top of the axes for each size that failed (oom, error: no value to plot)."""
+    if failed.empty:
+        return False
+    x = failed["_tok"].astype(float)
+    ax.plot(
+        x, [0.95] * len(failed), transform=transform, linestyle="none", marker="x", ms=9, mew=2, color=color
+    )
+    return True
+
+
 def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | None = None) -> Figure | None:
     """Cost against tokens, log–log, one line per model; None if the run has no such values.
 
@@ -127,19 +138,7 @@ def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | 
         )
         for t, r in zip(g["_tok"], g["resolution"]):
             ticks.setdefault(int(t), res_label(r, "×"))
-        failed = g[g["status"].isin(_FAILED)]
-        if not failed.empty:
-            any_failed = True
-            ax.plot(
-                failed["_tok"].astype(float),
-                [0.95] * len(failed),
-                transform=top,
-                linestyle="none",
-                marker="x",
-                ms=9,
-                mew=2,
-                color=line.get_color(),
-            )
+        any_failed |= _mark_failed(ax, g[g["status"].isin(_FAILED)], top, line.get_color())
     if any_failed:
         ax.plot(
             [], [], linestyle="none", marker="x", ms=8, mew=2, color="0.3", label="× oom / error (no value)"
