@@ -190,13 +190,13 @@ def load(run_or_rows: Any):
 
 def _rows_and_name(x: Any, default: str) -> tuple[list[dict[str, Any]], str]:
     """Rows of a path, a ``Run`` or a list of rows, and the name a comparison shows for them."""
-    from .analysis.compare import load_rows
+    from .analysis.compare import check_rows, load_rows
 
     if isinstance(x, Run):
         x = x.path
     if isinstance(x, (str, os.PathLike)):
         return load_rows(x), str(x)
-    return list(x), default
+    return check_rows(list(x), default), default
 
 
 def compare(
@@ -228,9 +228,14 @@ def compare(
         ignore_load: judge CPU latency even when it was measured on a busy machine.
 
     Returns:
-        ``pacabench.analysis.compare.Comparison``: ``.ok`` and ``.exit_code`` (0, or 1 on a
-        regression, a missing case or nothing compared), ``.regressions``, ``.checks``,
-        ``.to_dict()``; ``analysis.compare.render_comparison`` renders it as the CLI prints it.
+        ``pacabench.analysis.compare.Comparison``: ``.ok`` and ``.exit_code`` (0; 1 on a
+        regression, a missing case or no case in common; 2 when cases lined up but no check ran,
+        ``.note`` says why), ``.regressions``, ``.checks``, ``.to_dict()``;
+        ``analysis.compare.render_comparison`` renders it as the CLI prints it.
+
+    Raises:
+        UsageError: a file or row that compare cannot read whole (a torn line, a mistyped field,
+            a compared value that is not a finite number), an unknown metric or tolerance.
     """
     from .analysis.compare import Tolerances, compare_runs, parse_metrics, parse_tolerances
 
@@ -258,6 +263,10 @@ def _latest_for(base_rows: list[dict], baseline: Any, results_dir: str | os.Path
 
     where = Path(baseline.path if isinstance(baseline, Run) else baseline) if _is_path(baseline) else Path()
     suite = suite_of(base_rows, where)
+    if suite is not None:
+        from .runs.results import check_name
+
+        check_name(suite, "the baseline's suite name")  # a path component of --results-dir, no more
     path = latest_run(results_dir, suite)
     if path is None:
         at = f" for suite '{suite}'" if suite else ""
@@ -292,7 +301,8 @@ def report(
         paper: the paper's efficiency table instead (params/FLOPs at 224 beside the published
             numbers).
         output: also write the text to this file; csv without ``paper``: to this folder, one CSV
-            per table (``rows.csv``, one per metric, ``scaling.csv``).
+            per table (``rows.csv``, one per metric, ``scaling.csv``, the train vs inference,
+            capacity and relative tables). Missing parent folders are created.
         title: the heading (default: the run's path; none for rows given as data).
 
     Returns:
@@ -331,12 +341,14 @@ def _frame_and_name(run: Any) -> tuple[Any, str | None]:
 
 
 def _write_report(output: Path, text: str, files: dict[str, str] | None) -> None:
-    """The report into ``output``: a file, or with ``files`` a folder of them."""
+    """The report into ``output``: a file, or with ``files`` a folder of them. Missing folders on
+    the way are created, for every format alike (as ``-o`` of the CSV folder always did)."""
     from .paths import check_output_path
 
     check_output_path(output, "dir" if files is not None else "file", "--output")
     try:
         if files is None:
+            output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
             return
         output.mkdir(parents=True, exist_ok=True)

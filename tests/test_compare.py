@@ -455,16 +455,18 @@ def _timed_run(results: Path, run_id: str, monkeypatch, extra_s: float) -> Path:
     import time
 
     import pacabench.runs.runner as runner
-    from pacabench.models import create_model as real
     from pacabench.runs.folder import RunDir
     from pacabench.spec.suite import parse_suite
 
-    def slowed(name, **kw):
-        model = real(name, **kw)
+    real = getattr(runner._cost_model, "__wrapped__", runner._cost_model)  # not a previous run's patch
+
+    def slowed(case):
+        model = real(case)
         model.register_forward_pre_hook(lambda m, args: time.sleep(extra_s))
         return model
 
-    monkeypatch.setattr(runner, "create_model", slowed)
+    slowed.__wrapped__ = real
+    monkeypatch.setattr(runner, "_cost_model", slowed)
     rd = RunDir(results / "timed" / run_id)
     runner.run_suite(parse_suite(TIMED, "timed.yaml"), rd)
     return rd.path

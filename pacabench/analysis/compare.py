@@ -18,9 +18,15 @@ default below is the table's, and ``--tolerance`` overrides it (``Tolerances``).
   (p < ``ALPHA`` = 0.01) **and** the ratio of medians exceeds 1 + ``e`` (``e``: the minimum effect,
   default 0.2 on CPU and 0.1 on CUDA; an explicit ``--tolerance latency=X`` sets it too);
   *faster* symmetrically (ratio below 1/(1 + e)); otherwise *no regression*. *Inconclusive*
-  (never a failure): fewer than ``MIN_SAMPLES`` = 5 samples on a side, or a regression/faster
-  verdict measured on a loaded machine (the new row's load average as below, or a spread
-  IQR/median above ``HUGE_SPREAD`` = 1 on either side) unless ``ignore_load``.
+  (never a failure): fewer than ``MIN_SAMPLES`` = 5 samples on a side; a regression/faster
+  verdict that is not in every round: per-iteration samples do not see a drift between two runs
+  or a slow spell within one, so each side's samples are cut into stretches of time (its rounds,
+  ``latency_round_sizes``, else 3 consecutive blocks of at least 5 samples) and every stretch of
+  the new run must be slower than the baseline's median by ×(1 + e), and every stretch of the
+  baseline faster than the new run's median by it (mirrored for *faster*); or a verdict
+  measured on a loaded machine (the new row's load average as below, or a spread IQR/median
+  above ``HUGE_SPREAD`` = 1 on either side) unless ``ignore_load``. A drift that lasts a whole
+  run looks like a change: interleaved rounds against a reference model in one run cancel it.
 * **noisy** metrics without samples (``peak_mem_mb``; latency rows from older runs): with
   baseline ``b``, new value ``n``,
   relative tolerance ``t`` and spread ``s`` = the baseline's IQR + the new run's IQR (0 where a
@@ -38,7 +44,13 @@ default below is the table's, and ``--tolerance`` overrides it (``Tolerances``).
 * given several runs of the same cases (``compare BASE RUN1 RUN2``), a latency or memory
   regression must show in every run (best of N); any other regression in any run counts.
 
-Exit codes of ``pacabench compare``: 1 on any regression, 0 otherwise, 2 on bad input.
+* rows are read whole or not at all (``load_rows``): a torn line, a mistyped field, a compared
+  value that is not a finite number (NaN, inf, ``1e999``, ``"3.6M"``) is bad input, never a case
+  left out nor a "new metric".
+
+Exit codes of ``pacabench compare``: 1 on any regression (a missing case with
+``fail_on_missing``, no case in common), 0 otherwise, 2 on bad input and when cases lined up
+but no check ran (``-m latency`` on FLOPs-only runs, rows failed on both sides): nothing to compare.
 """
 
 from __future__ import annotations
@@ -58,7 +70,7 @@ from ..paths import write_atomic
 from ..spec.casekey import CaseKey
 from ..spec.metrics import MEASURE_TABLE, METRICS, Metric, format_value
 from ..spec.metrics import metric as _metric
-from .stats import mann_whitney
+from .stats import mann_whitney, time_blocks, valid_rounds
 
 __all__ = [
     "EXACT_METRICS",
@@ -72,6 +84,8 @@ __all__ = [
     "compare_rows",
     "compare_runs",
     "load_rows",
+    "check_rows",
+    "value_problem",
     "parse_metrics",
     "parse_tolerances",
     "render_comparison",
@@ -262,8 +276,14 @@ def key_label(key: CaseKey) -> str:
 
 
 def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a run folder, a rows.jsonl or a baseline .jsonl; bad input → UsageError."""
-    from ..runs.results import read_rows
+    """Rows of a run folder, a rows.jsonl or a baseline .jsonl; bad input → UsageError.
+
+    Compare is a gate, so it reads only whole, valid rows: a line that is not one — a torn last
+    line (a run killed mid-write), a mistyped field (``resolution: "ab"``, ``batch_size: "x"``), a
+    compared value that is not a finite number (NaN, inf, ``1e999``, ``"3.6M"``) — refuses the file
+    with one line naming it, rather than dropping a case or reading the value as "not measured".
+    """
+    from ..runs.results import scan_rows
 
     p = Path(path)
     if p.is_dir():
@@ -272,14 +292,74 @@ def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         p = p / "rows.jsonl"
     if not p.exists():
         raise UsageError(f"no such run or baseline file: {p}")
-    try:
-        rows = read_rows(p)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError(f"{p}: {e}") from None
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict) or "model" not in r:
-            raise UsageError(f"{p}:{i + 1}: not a result row (no 'model')")
+    rows, bad = scan_rows(p)
+    if not bad:
+        numbers = _row_line_numbers(p)
+        bad = [(i, why) for i, r in zip(numbers, rows) if (why := value_problem(r))]
+    if bad:
+        i, why = bad[0]
+        more = f" (and {len(bad) - 1} more bad line(s))" if len(bad) > 1 else ""
+        hint = (
+            "; a run killed mid-write: finish it with --resume-from, or delete the line"
+            if "torn" in why
+            else ""
+        )
+        raise UsageError(f"{p}:{i}: {why}{more}: compare reads only whole, valid rows{hint}")
     return rows
+
+
+def _row_line_numbers(p: Path) -> list[int]:
+    """The numbers of the lines that hold something (rows), as ``scan_rows`` counts them."""
+    with open(p, encoding="utf-8", errors="replace") as f:
+        return [i for i, line in enumerate(f.read().splitlines(), 1) if line.strip()]
+
+
+def check_rows(rows: list[Any], where: str = "rows") -> list[dict[str, Any]]:
+    """Rows given as data (``pacabench.compare(list_of_dicts)``), checked as ``load_rows`` checks a
+    file's lines: the first bad one is a UsageError naming its index."""
+    from ..runs.results import row_problem  # the row schema's own check (types of every field)
+
+    for i, r in enumerate(rows):
+        why = row_problem(r) or value_problem(r)
+        if why:
+            raise UsageError(f"{where}: row {i}: {why}")
+    return rows
+
+
+# what compare reads as numbers: every compared column, its spread, its samples (and their rounds)
+_VALUE_COLUMNS = tuple(dict.fromkeys(c for m in _COMPARED for c in (m.column, m.spread) if c))
+_SAMPLE_COLUMNS = tuple(m.samples for m in _COMPARED if m.samples)
+_ROUND_SIZES = {"latency_ms_samples": "latency_round_sizes"}  # samples column -> samples per round
+
+
+def value_problem(row: dict[str, Any]) -> str | None:
+    """Why a (schema-valid) row's values cannot be compared, or None: a batch that is not a positive
+    int, a compared value that is not a finite number, a sample that is not a finite number ≥ 0,
+    round sizes that do not add up to the samples."""
+    for col in ("batch_size", "batch_size_used"):
+        v = row.get(col)
+        if v is not None and (type(v) is not int or v < 1):
+            return f"{col} must be a positive int, got {v!r}"[:120]
+    for col in _VALUE_COLUMNS:
+        v = row.get(col)
+        if v is not None and (not _is_number(v) or not math.isfinite(v)):
+            return f"{col} is not a finite number: {v!r}"[:120]
+    for col in _SAMPLE_COLUMNS:
+        v = row.get(col)
+        if v is None:
+            continue
+        if not isinstance(v, list) or not all(_is_number(x) and math.isfinite(x) and x >= 0 for x in v):
+            return f"{col} must be a list of finite timings >= 0"
+        sizes = row.get(_ROUND_SIZES.get(col, ""))
+        if sizes is not None and v and valid_rounds(sizes, len(v)) is None:
+            return f"{_ROUND_SIZES[col]} {sizes!r} are not positive ints adding up to the {len(v)} samples"[
+                :160
+            ]
+    return None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _index(rows: list[dict[str, Any]]) -> dict[CaseKey, dict[str, Any]]:
@@ -331,10 +411,26 @@ class Comparison:
     missing: list[str]
     compared_cases: int
     fail_on_missing: bool = False
+    note: str = ""  # with nothing checked: why (no case ok in both, no selected metric on both sides)
 
     @property
     def regressions(self) -> list[Check]:
         return [c for c in self.checks if c.regression]
+
+    @property
+    def checked(self) -> int:
+        """Checks that judged something: a value on both sides, or a status that changed."""
+        return sum(
+            1
+            for c in self.checks
+            if c.verdict != "new_metric" and (c.metric, c.verdict) != ("status", "same")
+        )
+
+    @property
+    def nothing_checked(self) -> bool:
+        """Cases lined up, but not one check ran (``-m latency`` on FLOPs-only runs, error rows on
+        both sides): exit 2, never a silent pass."""
+        return self.compared_cases > 0 and self.checked == 0
 
     @property
     def improvements(self) -> list[Check]:
@@ -342,14 +438,20 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        """No regression, something compared, and (with ``fail_on_missing``) no case missing."""
-        return (
-            self.compared_cases > 0 and not self.regressions and not (self.fail_on_missing and self.missing)
-        )
+        """No regression, something checked, and (with ``fail_on_missing``) no case missing."""
+        return self.compared_cases > 0 and not self.nothing_checked and not self._failed
+
+    @property
+    def _failed(self) -> bool:
+        return bool(self.regressions) or (self.fail_on_missing and bool(self.missing))
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else 1
+        """0 ok; 1 a regression, a missing case (``fail_on_missing``) or no case in common;
+        2 nothing to compare (cases in common, but no check ran)."""
+        if self.ok:
+            return 0
+        return 2 if self.nothing_checked and not self._failed else 1
 
     def counts(self) -> dict[str, int]:
         c: dict[str, int] = {}
@@ -357,9 +459,16 @@ class Comparison:
             c[ch.verdict] = c.get(ch.verdict, 0) + 1
         return c
 
+    @property
+    def verdict(self) -> str:
+        """ok | regression | nothing_to_compare (as ``exit_code`` 0, 1, 2)."""
+        return ("ok", "regression", "nothing_to_compare")[self.exit_code]
+
     def to_dict(self) -> dict[str, Any]:
+        extra = {"nothing_to_compare": self.note} if self.exit_code == 2 else {}
         return {
-            "verdict": "ok" if self.ok else "regression",
+            "verdict": self.verdict,
+            **extra,
             "exit_code": self.exit_code,
             "baseline": self.baseline,
             "run": self.run,
@@ -464,6 +573,10 @@ def _check_samples(
         verdict = "faster"
     else:
         return Check(case, metric, bv, nv, "no_regression", ratio - 1, rule)
+    rounds = _ROUND_SIZES.get(col or "", "")
+    drift = _not_in_every_round(bs, ns, b.get(rounds), n.get(rounds), e, verdict == "regression")
+    if drift:
+        return Check(case, metric, bv, nv, "inconclusive", ratio - 1, f"would be {verdict}, but {drift}")
     if not ignore_load:
         spread = max(_spread(bs), _spread(ns))
         loaded = _busy(n) if metric in LOAD_SENSITIVE else None
@@ -472,6 +585,36 @@ def _check_samples(
         if loaded:
             return Check(case, metric, bv, nv, "inconclusive", ratio - 1, f"would be {verdict}, but {loaded}")
     return Check(case, metric, bv, nv, verdict, ratio - 1, rule)
+
+
+def _not_in_every_round(
+    bs: list[float], ns: list[float], b_rounds: Any, n_rounds: Any, e: float, slower: bool
+) -> str | None:
+    """Why a change is not in every round of both runs, or None when it is.
+
+    Per-iteration samples do not see a drift between two runs, nor a slow spell within one. So
+    the samples are cut into stretches of time (``stats.time_blocks``: the rounds, else 3
+    consecutive blocks of ≥ ``MIN_SAMPLES``) and a slowdown must show in each: every block of
+    the new run slower than the baseline's median by the minimum effect, and every block of the
+    baseline faster than the new run's median by it (a speed-up: the mirror image).
+    """
+    bb = [float(np.median(x)) for x in time_blocks(bs, b_rounds, min_size=MIN_SAMPLES)]
+    nb = [float(np.median(x)) for x in time_blocks(ns, n_rounds, min_size=MIN_SAMPLES)]
+    mb, mn = float(np.median(bs)), float(np.median(ns))
+    if slower:
+        steady = min(nb) > mb * (1 + e) and max(bb) * (1 + e) < mn
+    else:
+        steady = max(nb) * (1 + e) < mb and min(bb) > mn * (1 + e)
+    if steady:
+        return None
+
+    def show(x: list[float]) -> str:
+        return ", ".join(f"{v:.3g}" for v in x)
+
+    return (
+        f"the change is not in every round (round medians: baseline {show(bb)}, new {show(nb)}; "
+        f"each must differ from the other run's median by ×{1 + e:g}): a drift, not a steady change"
+    )
 
 
 def compare_rows(
@@ -514,7 +657,26 @@ def compare_rows(
                 checks.append(c)
     added = [key_label(k) for k in ni if k not in bi]
     missing = [key_label(k) for k in bi if k not in ni]
-    return Comparison(baseline_name, run_name, checks, added, missing, compared, fail_on_missing)
+    cmp = Comparison(baseline_name, run_name, checks, added, missing, compared, fail_on_missing)
+    if cmp.nothing_checked:
+        cmp.note = _nothing_note([(b, ni[k]) for k, b in bi.items() if k in ni], metrics)
+    return cmp
+
+
+def _nothing_note(pairs: list[tuple[dict, dict]], metrics: tuple[str, ...]) -> str:
+    """Why no check ran although cases lined up: none ok in both, or none with a selected metric."""
+    ok = [(b, n) for b, n in pairs if str(b.get("status") or "ok") == "ok" == str(n.get("status") or "ok")]
+    if not ok:
+        states = sorted({f"{b.get('status')} → {n.get('status')}" for b, n in pairs})
+        return f"no case is ok in both the baseline and the run ({len(pairs)} in common: {', '.join(states)})"
+    have = [c for c in ALL_METRICS if any(_num(b.get(c)) is not None for b, _ in ok)]
+    what = "a compared metric" if metrics == ALL_METRICS else ", ".join(metrics)
+    has = (
+        f" (the baseline's cases have {', '.join(have)})"
+        if have
+        else " (the baseline has no compared metric)"
+    )
+    return f"none of the {len(ok)} case(s) ok in both has {what} on both sides{has}"
 
 
 def compare_runs(
@@ -555,6 +717,7 @@ def compare_runs(
             checks.append(regs[0] if regs else chs[0])
     added = list(dict.fromkeys(a for c in cmps for a in c.added))
     missing = [m for m in cmps[0].missing if all(m in c.missing for c in cmps)]
+    note = next((c.note for c in cmps if c.note), "")
     return Comparison(
         cmps[0].baseline,
         " + ".join(names),
@@ -563,6 +726,7 @@ def compare_runs(
         missing,
         max(c.compared_cases for c in cmps),
         cmps[0].fail_on_missing,
+        note,
     )
 
 
@@ -589,7 +753,7 @@ def render_comparison(cmp: Comparison, fmt: str = "markdown", *, show_all: bool 
     if fmt == "json":
         return json.dumps(cmp.to_dict(), indent=1) + "\n"
     counts = cmp.counts()
-    verdict = "**OK**" if cmp.ok else "**REGRESSION**"
+    verdict = {"ok": "**OK**", "regression": "**REGRESSION**"}.get(cmp.verdict, "**NOTHING TO COMPARE**")
     lines = [
         f"# Comparison: {cmp.run} against {cmp.baseline}\n",
         f"{verdict}: {cmp.compared_cases} cases compared, "
@@ -597,6 +761,7 @@ def render_comparison(cmp: Comparison, fmt: str = "markdown", *, show_all: bool 
         + (f"; {len(cmp.added)} added" if cmp.added else "")
         + (f"; {len(cmp.missing)} missing" if cmp.missing else "")
         + ("; nothing was compared (no case of the baseline is in the run)" if not cmp.compared_cases else "")
+        + (f"; no check ran: {cmp.note}" if cmp.nothing_checked else "")
         + ".\n",
     ]
 

@@ -22,6 +22,9 @@ __all__ = [
     "MannWhitney",
     "mann_whitney",
     "split_rounds",
+    "valid_rounds",
+    "positive_samples",
+    "time_blocks",
     "round_ratio_ci",
     "t_quantile",
     "ExponentCI",
@@ -167,6 +170,39 @@ def split_rounds(samples: Sequence[float], sizes: Sequence[int] | None) -> list[
     if sum(sizes) != x.size or any(s <= 0 for s in sizes):
         raise ValueError(f"round sizes {list(sizes)} do not add up to {x.size} samples")
     return np.split(x, np.cumsum(sizes)[:-1])
+
+
+def valid_rounds(sizes: object, n: int) -> list[int] | None:
+    """``sizes`` (a row's ``latency_round_sizes``) when they are positive ints adding up to the ``n``
+    samples, else None: an edited or mismatched record is not used (never a crash)."""
+    ok = isinstance(sizes, (list, tuple)) and len(sizes) > 0
+    ok = ok and all(type(s) is int and s > 0 for s in sizes) and sum(sizes) == n
+    return list(sizes) if ok else None
+
+
+def positive_samples(v: object) -> list[float] | None:
+    """A row's raw timings as floats when every one is a finite positive number, else None."""
+    if not isinstance(v, (list, tuple)) or not v:
+        return None
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return None
+    x = [float(t) for t in v]
+    return x if all(math.isfinite(t) and t > 0 for t in x) else None
+
+
+def time_blocks(
+    samples: Sequence[float], sizes: Sequence[int] | None = None, *, min_size: int = 5, most: int = 3
+) -> list[np.ndarray]:
+    """Samples cut into stretches of time: their rounds when there are two or more (``sizes``:
+    samples per round, as ``valid_rounds`` accepts), else up to ``most`` consecutive blocks of at
+    least ``min_size`` samples (one block when there are too few). A drift within a run shows as
+    blocks whose medians differ; iteration noise alone does not."""
+    x = np.asarray(samples, dtype=float)
+    rounds = valid_rounds(list(sizes) if sizes is not None else None, x.size)
+    if rounds is not None and len(rounds) > 1:
+        return np.split(x, np.cumsum(rounds)[:-1])
+    k = max(1, min(most, x.size // max(1, min_size)))
+    return [b for b in np.array_split(x, k) if b.size]
 
 
 def _boot_medians(rounds: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import UsageError
 from . import _app
+from ._profile import MAX_BATCH
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +19,11 @@ def register(app: typer.Typer) -> None:
 def capacity(
     model: str = typer.Argument(..., help="Model name (see `pacabench models`)."),
     mode: str = typer.Option("train", "--mode", help="train (AdamW step) | inference (forward)."),
-    memory: str = typer.Option(..., "--memory", help="Budget, e.g. 4GiB, 24GiB, 512MiB."),
+    memory: str = typer.Option(
+        ...,
+        "--memory",
+        help="Budget with a unit, e.g. 4GiB, 24GB, 512MiB (a bare number is bytes; >= 1 MiB).",
+    ),
     resolution: int | None = typer.Option(None, "--resolution", "-r", help="Search the batch at this size."),
     batch: int | None = typer.Option(
         None, "--batch", "-b", help="Search the resolution at this batch (default 1)."
@@ -34,11 +39,11 @@ def capacity(
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ):
     """Largest batch (at --resolution) or resolution (multiple of 32, at --batch) that fits --memory."""
-    from ..measure.capacity import find_capacity, parse_memory
+    from ..measure.capacity import find_capacity
     from ..models import get_spec
     from ..spec.dtypes import TORCH_NAMES
 
-    budget = parse_memory(memory)
+    budget = _budget(memory)
     get_spec(model)
     if dtype not in TORCH_NAMES:
         raise UsageError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
@@ -49,6 +54,8 @@ def capacity(
             raise UsageError(
                 f"{name} must be {'at least 32' if name == '--resolution' else 'positive'}, got {v}"
             )
+        if v is not None and v > MAX_SIZE:
+            raise UsageError(f"{name} must be at most {MAX_SIZE}, got {v}")
     if device == "cuda":
         import torch
 
@@ -66,6 +73,27 @@ def capacity(
         sys.stdout.write(json.dumps(result) + "\n")
         return
     _print(result)
+
+
+MAX_SIZE = MAX_BATCH  # the largest batch or side: beyond it an input's shape would not fit torch's int64
+
+
+def _budget(memory: str) -> int:
+    """``--memory`` in bytes: a size with a unit (4GiB, 512MiB, 24GB); a bare number is bytes, and
+    a budget under 1 MiB (``--memory 0.5``: 0 bytes) is refused rather than searched."""
+    from ..measure.capacity import parse_memory
+
+    shown = memory if len(memory) <= 24 else memory[:20] + "…"
+    try:
+        budget = parse_memory(memory)
+    except OverflowError:
+        raise UsageError(f"memory {shown!r} is too large a budget") from None
+    if budget < 2**20:
+        raise UsageError(
+            f"memory budget {shown!r} is {budget} bytes, under 1 MiB: a number without a unit is bytes "
+            "(give a unit: 512MiB, 0.5GiB, 24GB)"
+        )
+    return budget
 
 
 def _show_probe(p) -> None:

@@ -146,7 +146,7 @@ def flops(
         return _profile.flops_by_module_cmd(model, hw, head, counter, depth, as_json)
     res = out_of_memory_is_usage(
         lambda: (
-            _detector_flops(model, hw)
+            _detector_flops(model, hw, not no_attention)
             if detector
             else _model_flops(model, hw, head, not no_attention, counter, kwargs)
         )
@@ -201,10 +201,17 @@ def _counter_rows(t, res: dict) -> None:
             )
 
 
-def _detector_flops(model: str, hw: tuple[int, int]) -> dict:
+def _detector_flops(model: str, hw: tuple[int, int], attention: bool) -> dict:
     from ..models.detection import detector_flops
 
-    return {"model": model, "what": "mask_rcnn", "resolution": list(hw), **detector_flops(model, hw)}
+    rec = detector_flops(model, hw, attention=attention)
+    return {
+        "model": model,
+        "what": "mask_rcnn",
+        "resolution": list(hw),
+        **rec,
+        "attention_counted": attention,
+    }
 
 
 def _model_kwargs(pairs: list[str]) -> dict:

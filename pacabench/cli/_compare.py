@@ -47,7 +47,7 @@ def compare_cmd(
         True,
         "--fail-on-missing/--allow-missing",
         help="A case of the baseline missing from the run is a regression (default); --allow-missing "
-        "only lists it. Nothing compared at all is always exit 1.",
+        "only lists it. No case in common at all is always exit 1.",
     ),
     ignore_load: bool = typer.Option(
         False,
@@ -61,13 +61,15 @@ def compare_cmd(
     results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where to find the latest run."),
 ):
     """Check a run against a baseline: exit 1 on any regression, a missing baseline case (unless
-    --allow-missing) or nothing compared; 0 otherwise; 2 on bad input.
+    --allow-missing) or no case in common; 2 on bad input (a torn or invalid row: NaN, inf, a
+    mistyped field) and when no check ran (e.g. -m latency on FLOPs-only runs); 0 otherwise.
 
     Params and FLOPs must match to 0.1 %; accuracy within 0.1 points. Latency with raw samples
     on both sides: a Mann–Whitney U test (p < 0.01) plus a minimum effect (median ratio beyond
     1.2 on CPU, 1.1 on CUDA; --tolerance latency=X sets it) → regression / no regression /
-    faster; inconclusive (never a failure) with fewer than 5 samples a side or on a loaded
-    machine (load > 1.5 × threads, or IQR above the median). Memory, and latency rows without
+    faster; inconclusive (never a failure) with fewer than 5 samples a side, on a loaded
+    machine (load > 1.5 × threads, or IQR above the median), or when the change is not in every
+    round (rounds, else 3 blocks of the samples in time order: a drift). Memory, and latency rows without
     samples: a regression only when the new value exceeds baseline × (1 + tolerance) AND the
     excess is larger than the two runs' IQRs added (latency 0.5 on CPU, 0.15 on CUDA; memory 0.1).
     """
@@ -81,6 +83,8 @@ def compare_cmd(
         ignore_load=ignore_load, results_dir=results_dir,
     )  # fmt: skip
     sys.stdout.write(render_comparison(cmp, fmt, show_all=show_all))
+    if cmp.exit_code == 2:
+        raise UsageError(f"nothing to compare: {cmp.note}")
     if cmp.exit_code:
         raise typer.Exit(cmp.exit_code)
 

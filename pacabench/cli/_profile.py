@@ -16,6 +16,9 @@ _MODULE_UNITS = "GMACs per image (1 multiply-add = 1 FLOP), batch 1, eval; paren
 
 
 MAX_FLOPS_SIDE = 8192
+MAX_BATCH = (
+    2**20
+)  # a larger batch (or side) overflows the int64 of a tensor shape: one line, not torch's TypeError
 
 
 def flops_size(resolution: str) -> tuple[int, int]:
@@ -85,6 +88,8 @@ def profile(
     hw = flops_size(resolution)
     if depth < 0 or iters < 1 or batch_size < 1:
         raise UsageError("--depth must be >= 0, --iters and --batch-size >= 1")
+    if batch_size > MAX_BATCH:
+        raise UsageError(f"--batch-size must be at most {MAX_BATCH}, got {batch_size}")
     if device not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda, got '{device}'")
     import torch

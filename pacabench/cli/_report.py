@@ -81,9 +81,14 @@ def _check_outputs(output: Path | None, plot: Path | None, output_kind: str) -> 
 
 
 def resolve_run(run_path: Path | None, results_dir: Path, suite: str | None) -> Path:
-    """The run folder named on the command line, or the latest one (of ``suite``)."""
+    """The run folder named on the command line, or the latest one (of ``suite``: a name, one
+    folder under ``results_dir``; '../x' or 'a/b' would read runs from elsewhere)."""
     if run_path is not None:
         if not run_path.exists():
             raise UsageError(f"no such run: {run_path}")
         return run_path
+    if suite is not None:
+        from ..runs.results import check_name
+
+        check_name(suite, "--suite")
     return latest_or_fail(results_dir, suite, "no runs", "run `pacabench run SUITE` first")

@@ -29,7 +29,9 @@ def run(
     max_cases: int | None = typer.Option(None, "--max-cases", help="Allow more than 5000 cases."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the markdown report at the end."),
-    executor: str | None = typer.Option(None, "--executor", help="inprocess (default), local or slurm."),
+    executor: str | None = typer.Option(
+        None, "--executor", help="inprocess (default), local, slurm or debug (submitit, in this process)."
+    ),
     partition: str | None = typer.Option(None, "--partition", help="SLURM partition."),
     parallel: int | None = typer.Option(None, "--parallel", help="Jobs at once (array_parallelism)."),
     timeout_min: float | None = typer.Option(None, "--timeout-min", help="Per-job time limit, minutes."),

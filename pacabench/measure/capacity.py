@@ -250,20 +250,28 @@ def find_capacity(
     on_probe: Callable[[Probe], None] | None = None,
     **probe_kwargs,
 ) -> Capacity:
-    """With ``resolution``: the largest batch at it; else the largest resolution at ``batch`` (1)."""
+    """With ``resolution``: the largest batch at it; else the largest resolution at ``batch`` (1).
+
+    The search runs from ``start`` (default 1, or 64 px; the limit when that is smaller: a
+    small ``limit`` is probed, never "nothing fits" untried) to ``limit`` (4096, or 8192 px);
+    a ``start`` above the ``limit`` is a UsageError."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if resolution is not None and batch is not None:
         raise UsageError("give a resolution (search the batch) or a batch (search the resolution), not both")
     if resolution is not None:
-        axis, fixed, step, power = "batch", resolution, 1, 1.0
-        start, limit = start or 1, limit or 4096
+        axis, fixed, step, power, default_limit = "batch", resolution, 1, 1.0, 4096
     else:
-        axis, fixed, step, power = "resolution", batch or 1, STRIDE, 2.0
-        start, limit = start or 2 * STRIDE, limit or 8192
-    if start % step:
-        start = max(step, start // step * step)
-    limit = max(step, limit // step * step)
+        axis, fixed, step, power, default_limit = "resolution", batch or 1, STRIDE, 2.0, 8192
+    limit = max(step, (limit or default_limit) // step * step)
+    if start is None:  # the default first size, or the limit when that is smaller: one probe at least
+        start = min(1 if axis == "batch" else 2 * STRIDE, limit)
+    start = max(step, start // step * step)
+    if start > limit:
+        raise UsageError(
+            f"the {axis} search starts at {start}, above its limit {limit} (multiples of {step}): "
+            "nothing would be probed"
+        )
     probe = model_probe(model, mode=mode, axis=axis, fixed=fixed, device=device, **probe_kwargs)
     # a resolution grows the input by the square of the factor: smaller steps past a fit
     opts = dict(axis=axis, start=start, step=step, limit=limit, power=power, is_oom=is_oom, on_probe=on_probe)
@@ -279,14 +287,22 @@ def find_capacity(
 
 def case_capacity(case, is_oom: Callable[[BaseException], bool] = oom.is_oom) -> Capacity:
     """A suite case's ``capacity`` metric (``case``: a ``pacabench.spec.suite.Case``): the largest
-    resolution at its batch, mode and dtype within ``case.capacity['memory']``, from its resolution."""
+    resolution at its batch, mode and dtype within ``case.capacity['memory']``, from its resolution.
+    A ``limit`` below that resolution is an error (the case's row says so), never an ``ok`` row
+    with no answer and no probe."""
+    start, limit = max(case.resolution), case.capacity.get("limit")
+    if limit is not None and max(STRIDE, limit // STRIDE * STRIDE) < max(STRIDE, start // STRIDE * STRIDE):
+        raise UsageError(
+            f"capacity.limit {limit} is below the case's resolution {start}, where the search starts: "
+            "nothing to probe (raise the limit or start from a smaller resolution)"
+        )
     return find_capacity(
         case.model,
         case.capacity["memory"],
         mode=case.mode,
         batch=case.batch_size,
-        start=max(case.resolution),
-        limit=case.capacity.get("limit"),
+        start=start,
+        limit=limit,
         device=case.device,
         is_oom=is_oom,
         dtype=case.dtype,

@@ -640,23 +640,16 @@ class _Seq(nn.Module):
         return self.fn(*xs)
 
 
-def _count(module: nn.Module, inputs: tuple) -> float:
-    try:
-        from ..measure.flops import flop_count_analysis
-    except ImportError:  # pragma: no cover - the measure package is part of pacabench
-        from fvcore.nn import FlopCountAnalysis
-
-        def flop_count_analysis(m, i):
-            fca = FlopCountAnalysis(m, i)
-            fca.unsupported_ops_warnings(False)
-            fca.uncalled_modules_warnings(False)
-            return fca
-
+def _count(module: nn.Module, inputs: tuple, attention: bool = True) -> float:
+    """fvcore's total for ``module`` on ``inputs``; ``attention=False``: plain fvcore (fused
+    attention ops skipped), as ``flops --no-attention`` shows."""
     import warnings
+
+    from ..measure.flops import flop_count_analysis
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fca = flop_count_analysis(module, inputs)
+        fca = flop_count_analysis(module, inputs, attention=attention)
         return float(fca.total())
 
 
@@ -666,6 +659,7 @@ def detector_flops(
     *,
     num_proposals: int = 1000,
     num_mask_rois: int = 100,
+    attention: bool = True,
 ) -> dict[str, Any]:
     """GFLOPs (one multiply-add = one FLOP, fvcore with pacabench's attention handles) of the
     Mask R-CNN at input ``hw`` (padded up to a multiple of 32), the way mmdet's ``get_flops``
@@ -679,8 +673,9 @@ def detector_flops(
     laterals, 3×3 outputs, max-pool level), ``rpn_head`` (3×3 conv + cls/reg 1×1 on all 5
     levels), ``bbox_head`` (two FCs + classifier + regressor on ``num_proposals`` 7×7 RoIs)
     and ``mask_head`` (4 convs + deconv + classifier on ``num_mask_rois`` 14×14 RoIs).
-    Returns ``{"gflops": total, "parts": {...}, "params": ..., "params_backbone": ...,
-    "resolution": [h, w]}``.
+    ``attention=False``: plain fvcore (fused attention ops left uncounted, ``flops --detector
+    --no-attention``). Returns ``{"gflops": total, "parts": {...}, "params": ...,
+    "params_backbone": ..., "resolution": [h, w]}``.
 
     Calibration at 1280×800: Swin-T Mask R-CNN counts 266.98G / 47.79M params (Swin paper:
     267G / 48M); PaCa-Tiny 236.43G (backbone 65.56G as published, neck 52.94, RPN head 50.62,
@@ -701,19 +696,19 @@ def detector_flops(
     parts: dict[str, float] = {}
     with torch.no_grad():
         feats = tuple(body(x))
-        parts["backbone"] = _count(body, (x,))
+        parts["backbone"] = _count(body, (x,), attention)
         names = [str(i) for i in range(len(feats))]
         neck = _Seq(lambda *fs: tuple(fpn(OrderedDict(zip(names, fs, strict=False))).values()), fpn)
-        parts["neck"] = _count(neck, feats)
+        parts["neck"] = _count(neck, feats, attention)
         levels = tuple(fpn(OrderedDict(zip(names, feats, strict=False))).values())
         rpn = _Seq(
             lambda *ls: tuple(t for pair in zip(*rpn_head(list(ls)), strict=False) for t in pair), rpn_head
         )
-        parts["rpn_head"] = _count(rpn, levels)
+        parts["rpn_head"] = _count(rpn, levels, attention)
         box = _Seq(lambda r: rh.box_predictor(rh.box_head(r)), rh.box_head, rh.box_predictor)
-        parts["bbox_head"] = _count(box, (torch.zeros(num_proposals, FPN_CHANNELS, 7, 7),))
+        parts["bbox_head"] = _count(box, (torch.zeros(num_proposals, FPN_CHANNELS, 7, 7),), attention)
         mask = _Seq(lambda r: rh.mask_predictor(rh.mask_head(r)), rh.mask_head, rh.mask_predictor)
-        parts["mask_head"] = _count(mask, (torch.zeros(num_mask_rois, FPN_CHANNELS, 14, 14),))
+        parts["mask_head"] = _count(mask, (torch.zeros(num_mask_rois, FPN_CHANNELS, 14, 14),), attention)
     return {
         "gflops": sum(parts.values()) / 1e9,
         "parts": {k: v / 1e9 for k, v in parts.items()},

@@ -163,13 +163,22 @@ def _csv(rep: Report) -> str:
     return tidy_frame(rep.df).to_csv(index=False)
 
 
+# report sections the CSV folder holds beside the rows, metric and scaling tables (by file stem)
+CSV_SECTIONS = ("train_vs_inference", "capacity", "relative_")
+
+
 def _csv_files(rep: Report) -> dict[str, str]:
+    """``report -f csv -o DIR``: rows.csv, one file per metric table, scaling.csv, and the train vs
+    inference, capacity and relative-cost tables (as the report shows them, intervals included)."""
     from .sections import all_metric_tables, scaling_table
 
     files = {"rows.csv": _csv(rep)}
     for m, tab in all_metric_tables(rep.df).items():
         files[f"{m}.csv"] = tab.to_csv()
     files["scaling.csv"] = scaling_table(rep.df).to_csv()
+    for sec in rep.sections:
+        if sec.name and sec.name.startswith(CSV_SECTIONS):
+            files[f"{sec.name}.csv"] = sec.table.to_csv()
     return files
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
@@ -54,7 +55,18 @@ _TOKENS_LABEL = "Tokens at stride 4, (H/4)·(W/4) — log scale; ticks show the 
 
 
 def _isnum(v: Any) -> bool:
-    return v is not None and not isinstance(v, (str, bool)) and not (isinstance(v, float) and math.isnan(v))
+    """A finite number (a NaN, an infinity or text is no point of a plot)."""
+    if v is None or isinstance(v, (str, bool)):
+        return False
+    try:
+        return math.isfinite(v)
+    except TypeError:
+        return False
+
+
+def _positive(v: Any) -> bool:
+    """A value a log axis can show (zero or below would only make matplotlib warn)."""
+    return _isnum(v) and v > 0
 
 
 def _group_label(cols: list[str], key: tuple) -> str:
@@ -104,6 +116,19 @@ def _mark_failed(ax, failed: pd.DataFrame, transform, color) -> bool:
     return True
 
 
+def _quiet(draw: Callable[..., Any]) -> Callable[..., Any]:
+    """``draw`` with numpy's floating-point warnings off: matplotlib's log transforms overflow
+    on extreme (but finite) values and say so on stderr; the figure is right all the same."""
+
+    def run(*args: Any, **kw: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return draw(*args, **kw)
+
+    run.__doc__, run.__name__ = draw.__doc__, draw.__name__
+    return run
+
+
+@_quiet
 def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | None = None) -> Figure | None:
     """Cost against tokens, log–log, one line per model; None if the run has no such values.
 
@@ -111,11 +136,13 @@ def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | 
     if metric not in COST_METRICS:
         raise ValueError(f"unknown cost metric '{metric}' ({', '.join(COST_METRICS)})")
     d = cost_rows(df)
-    if d.empty or metric not in d.columns or not d[metric].map(_isnum).any():
+    if d.empty or metric not in d.columns:
         return None
     d = d.copy()
     d["_tok"] = d["resolution"].map(tokens)
-    d = d[d["_tok"].notna()]
+    d = d[d["_tok"].map(_positive)]
+    if not (d[metric].map(_positive) & (d["status"] == "ok")).any():
+        return None
     cols = group_cols(d)
     fig = Figure(figsize=(9.0, 4.8), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
@@ -127,7 +154,7 @@ def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | 
     for key, g in d.groupby(cols, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         g = g.sort_values("_tok")
-        ok = g[(g["status"] == "ok") & g[metric].map(_isnum)]
+        ok = g[(g["status"] == "ok") & g[metric].map(_positive)]
         (line,) = ax.plot(
             ok["_tok"].astype(float),
             ok[metric].astype(float),
@@ -184,6 +211,7 @@ def _accuracy_points(df: pd.DataFrame, task: str) -> list[dict[str, Any]]:
     return pts
 
 
+@_quiet
 def accuracy_latency_figure(df: pd.DataFrame, task: str) -> Figure | None:
     """Accuracy of ``task`` against latency at the same resolution; None without such pairs."""
     pts = _accuracy_points(df, task)
@@ -267,6 +295,7 @@ def family_styles(df: pd.DataFrame) -> Callable[[tuple], dict]:
     return style
 
 
+@_quiet
 def pareto_figure(df: pd.DataFrame) -> Figure | None:
     """Latency against GFLOPs and against parameters (log–log), one point per (model, resolution)
     of the ok cost rows, coloured by family; the Pareto frontier (non-dominated points, both
@@ -319,12 +348,14 @@ def make_figures(df: pd.DataFrame) -> dict[str, Figure]:
     return figs
 
 
+@_quiet
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
+@_quiet
 def write_plots(df: pd.DataFrame, outdir: str | os.PathLike, dpi: int = 110) -> list[Path]:
     """Write every figure as ``<outdir>/<stem>.png``; returns the paths."""
     out = Path(outdir)

@@ -107,6 +107,11 @@ def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     idx = group_cols(df)
     tab = df.pivot_table(index=idx, columns="res", values="_cell", aggfunc="last", dropna=False)
     tab = tab.reindex(columns=[c for c in _ordered_res(df) if c in tab.columns])
+    # dropna=False crosses every level (mode × checkpointing never measured together): keep the
+    # settings some row has, and of those the ones with a value or a status somewhere
+    if len(idx) > 1:
+        tab = tab[tab.index.isin(pd.MultiIndex.from_frame(df[idx]))]
+    tab = tab[tab.notna().any(axis=1)]
     order = _model_order(df)
     tab = tab.reset_index()
     tab["_o"] = tab["model"].map(order.index)
@@ -205,12 +210,18 @@ def to_markdown(tab: pd.DataFrame, fmt: str = "{:.3f}") -> str:
 
 
 def tidy_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The main columns of each row, for CSV export."""
-    cols = ["model", "family", "task", "res", "batch_size", "dtype", "device", "status"]
+    """The main columns of each row, for CSV export. ``mode`` and ``grad_checkpointing`` are always
+    there (a row without them is an inference row), so a case's train and inference rows differ."""
+    cols = ["model", "family", "task", "res", "batch_size", "dtype", "device", *_MODE_COLS, "status"]
     cols += columns(csv=True) + ["error"]
     d = df.copy()
     d["res"] = d["resolution"].map(lambda r: "x".join(map(str, r)) if isinstance(r, (list, tuple)) else r)
-    return d[[c for c in cols if c in d.columns and (d[c].notna().any() or c in ("model", "status"))]]
+    mode = d["mode"] if "mode" in d.columns else pd.Series(None, index=d.index, dtype=object)
+    d["mode"] = mode.map(lambda v: v if isinstance(v, str) and v else "inference")
+    gc = d["grad_checkpointing"] if "grad_checkpointing" in d.columns else pd.Series(False, index=d.index)
+    d["grad_checkpointing"] = gc.map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else False)
+    keep = ("model", "status", *_MODE_COLS)
+    return d[[c for c in cols if c in d.columns and (d[c].notna().any() or c in keep)]]
 
 
 SCALING_TITLE = "Complexity scaling (log–log slope against tokens; 1 = linear, 2 = quadratic)"
@@ -228,6 +239,7 @@ class Section:
     table: pd.DataFrame
     fmt: str = "{:.3f}"
     kind: str = "table"  # table | failures (a list of cases, each with its error message)
+    name: str = ""  # file stem of the table in the CSV folder (``report -f csv -o DIR``)
 
 
 def run_summary(df: pd.DataFrame) -> str:
@@ -268,12 +280,12 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
             secs.append(Section(SCALING_TITLE, fam(sc), "{:.2f}"))
             if zoo:
                 secs.append(Section(FAMILY_EXP_TITLE, family_exponents(raw, cost), "{:.2f}"))
-        for title, tab in (
-            (TRAIN_TITLE, train_vs_inference_table(cost)),
-            (CAPACITY_TITLE, capacity_table(cost)),
+        for title, tab, name in (
+            (TRAIN_TITLE, train_vs_inference_table(cost), "train_vs_inference"),
+            (CAPACITY_TITLE, capacity_table(cost), "capacity"),
         ):
             if not tab.empty:
-                secs.append(Section(title, tab, "{:.1f}"))
+                secs.append(Section(title, tab, "{:.1f}", name=name))
         ref = reference or _model_order(cost)[0]
         for m in columns(relative=True):
             if m in cost.columns and cost[m].notna().any():
@@ -287,7 +299,7 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
                     title += (
                         " (ratio [95% interval])" if rel.map(lambda v: isinstance(v, str)).any().any() else ""
                     )
-                secs.append(Section(title, fam(rel), "{:.2f}"))
+                secs.append(Section(title, fam(rel), "{:.2f}", name=f"relative_{m}"))
         errs = cost[cost["status"] != "ok"]
         if not errs.empty:
             failures = pd.DataFrame(
