@@ -107,17 +107,17 @@ def test_time_budget_applies_per_round():
 # ------------------------------------------------------------------------------------ the runner
 def test_interleaved_run_times_the_models_of_one_resolution_in_alternating_rounds(tmp_path, monkeypatch):
     log: list[str] = []
-    real = runner.create_model
+    real = runner._cost_model  # the one place the runner builds a cost case's model
 
-    def logged(name, **kw):
-        model = real(name, **kw)
+    def logged(case):
+        model, name = real(case), case.model
         # real forwards only: a row's efficiency may count FLOPs under fake tensors after timing
         model.register_forward_pre_hook(
             lambda m, args: None if isinstance(args[0], FakeTensor) else log.append(name[:3])
         )
         return model
 
-    monkeypatch.setattr(runner, "create_model", logged)
+    monkeypatch.setattr(runner, "_cost_model", logged)
     rd = RunDir(tmp_path / "run")
     runner.run_suite(_suite(), rd)
     rows = rd.rows()
@@ -133,11 +133,11 @@ def test_interleaved_run_times_the_models_of_one_resolution_in_alternating_round
 
 
 def test_a_model_failing_in_the_rounds_becomes_an_error_row_and_the_others_go_on(tmp_path, monkeypatch):
-    real = runner.create_model
+    real = runner._cost_model
 
-    def flaky(name, **kw):
-        model = real(name, **kw)
-        if name.startswith("pacavit") and kw["img_size"] == (96, 96):
+    def flaky(case):
+        model = real(case)
+        if case.model.startswith("pacavit") and tuple(case.resolution) == (96, 96):
             calls = []
 
             def hook(m, args):
@@ -148,7 +148,7 @@ def test_a_model_failing_in_the_rounds_becomes_an_error_row_and_the_others_go_on
             model.register_forward_pre_hook(hook)
         return model
 
-    monkeypatch.setattr(runner, "create_model", flaky)
+    monkeypatch.setattr(runner, "_cost_model", flaky)
     rd = RunDir(tmp_path / "run")
     runner.run_suite(_suite(SUITE.replace("metrics: [params, latency]", "metrics: [latency]")), rd)
     rows = {(r["model"][:3], r["resolution"][0]): r for r in rd.rows()}
