@@ -30,6 +30,9 @@ def rows(flops_of):
     return pd.DataFrame(out)
 
 
+# six fvcore traces up to 1024² (~20 s on a loaded 2-core CPU): slow; the default tier checks
+# the mechanism, PaCa's attention count against its closed form (linear in the tokens), below
+@pytest.mark.slow
 def test_paca_flops_exponent_is_linear_and_below_pvt(rows):
     sc = scaling_table(rows)
     paca = sc.loc["pacavit_tiny_p2cconv_100_0", "flops_exp"]
