@@ -1,7 +1,9 @@
-"""nox sessions: ``tests`` (pytest), ``lint`` (ruff), ``regression`` (smoke suite vs its baseline),
-``slurm`` (the SLURM tests against a one-node cluster on this machine; root).
+"""nox sessions: ``tests`` (pytest, the default tier: ``slow`` deselected), ``tests_full`` (every
+test, as ``.ci/run``), ``lint`` (ruff), ``regression`` (smoke suite vs its baseline), ``slurm``
+(the SLURM tests against a one-node cluster on this machine; root).
 
     nox -s tests lint            # first time: builds the venvs (~1 min each with the torch stack)
+    nox -R -s tests_full         # every test, the slow ones too (reuses the venv of an earlier run)
     nox -R -s regression         # -R reuses an existing venv: seconds instead of a minute
     nox -R -s regression -- results/baselines/other.jsonl   # compare against another baseline
 
@@ -24,6 +26,7 @@ nox.options.sessions = ["tests", "lint", "regression"]
 TORCH = ("torch==2.14.1", "torchvision==0.29.1")
 LINT_PATHS = ("pacabench", "tests", "noxfile.py")
 SMOKE_BASELINE = "results/baselines/smoke.jsonl"
+FULL = "slow or not slow"  # replaces the default tier's `-m "not slow"` (pyproject's addopts)
 
 
 def _install(session: nox.Session) -> None:
@@ -33,9 +36,16 @@ def _install(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (pytest; extra arguments are passed on)."""
+    """The default tier (pytest; pyproject's addopts deselect ``slow``; extra arguments are passed on)."""
     _install(session)
     session.run("pytest", "-q", *session.posargs, env={"MPLBACKEND": "Agg"})
+
+
+@nox.session
+def tests_full(session: nox.Session) -> None:
+    """Every test, the ``slow`` ones too (what ``.ci/run`` runs; extra arguments are passed on)."""
+    _install(session)
+    session.run("pytest", "-q", "-m", FULL, *session.posargs, env={"MPLBACKEND": "Agg"})
 
 
 @nox.session

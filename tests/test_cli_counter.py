@@ -43,6 +43,7 @@ def test_flops_counter_both_records_the_gap_and_flags_past_one_percent(capsys):
     assert "differ by +1.04 %" in out.err
 
 
+@pytest.mark.slow  # a real-tensor count at 1024² as the reference; --counter torch: by-module test below
 def test_flops_counter_torch_counts_a_large_input_without_fvcore(capsys):
     assert main(["flops", "pacavit_tiny_p2cconv_100_0", "-r", "1024", "--counter", "torch", "--json"]) == 0
     res = _json(capsys)

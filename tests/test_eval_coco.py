@@ -387,6 +387,7 @@ def _worker(rank: int, world: int, port: int, kwargs: dict, out: str) -> None:
     Path(f"{out}.{rank}").write_text(json.dumps(res))
 
 
+@pytest.mark.slow  # two fresh interpreters; distributed evaluation: test_eval_distributed (default tier)
 def test_two_process_gloo_equals_one_process(tiny, tmp_path):
     import torch.multiprocessing as mp
 

@@ -152,6 +152,7 @@ def _read_csv(p: Path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # two spawned interpreters and a single-process reference: ~20 s of CPU
 def test_two_gloo_processes_equal_single_process(data):
     single = _single_process(data)
     ctx = mp.get_context("spawn")

@@ -77,7 +77,9 @@ def _set_fused(model, fused: bool):
     return model
 
 
-@pytest.mark.parametrize("name,res", [("pvt_v2_b0", 96), ("pvt_v2_b0", (64, 128))])
+@pytest.mark.parametrize(
+    "name,res", [pytest.param("pvt_v2_b0", 96, marks=pytest.mark.slow), ("pvt_v2_b0", (64, 128))]
+)
 def test_fused_equals_explicit_count(name, res):
     """Counting timm's fused attention with our handle == fvcore on the explicit (matmul) path."""
     fused = _set_fused(create_model(name), True)
@@ -95,8 +97,8 @@ def test_fused_equals_explicit_count(name, res):
     [
         ("swin_tiny_patch4_window7_224", 224, 4.509),
         ("pvt_v2_b1", 224, 2.120),
-        ("pvt_v2_b2", 224, 4.046),
-        ("pvt_v2_b1", 512, 12.76),
+        pytest.param("pvt_v2_b2", 224, 4.046, marks=pytest.mark.slow),
+        pytest.param("pvt_v2_b1", 512, 12.76, marks=pytest.mark.slow),
     ],
 )
 def test_published_fvcore_numbers(name, res, expected):

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from pacabench.measure.flops import count_flops
 from pacabench.measure.flops_torch import FLAG_PCT, count_flops_as, count_flops_torch, counter_gap
-from pacabench.models import count_params_of, create_model, list_models
+from pacabench.models import create_model, list_models
+from tests.conftest import one_per_family
 
 # what fvcore counts and torch's counter does not: normalisation, adaptive pooling, upsampling
 FVCORE_ONLY = (
@@ -22,15 +23,8 @@ FVCORE_ONLY = (
 FLAGGED_AT_224 = {"pvt_v2_b0"}
 
 
-def _every_model_big_ones_slow():
-    """Every registered model; those over 30 M parameters (20–50 s each on a loaded 2-core CPU) marked slow."""
-    return [
-        pytest.param(s.name, marks=pytest.mark.slow) if count_params_of(s.name) > 30e6 else s.name
-        for s in list_models()
-    ]
-
-
-@pytest.mark.parametrize("name", _every_model_big_ones_slow())
+# every registered model; all but one per family marked slow (5–50 s each on a loaded 2-core CPU)
+@pytest.mark.parametrize("name", one_per_family([s.name for s in list_models()]))
 def test_both_counters_agree_for_every_model_but_for_the_norm_layers(name):
     """``counter: both`` at 224² for every registered model: fvcore also counts normalisation
     layers (and adaptive pooling, upsampling), torch's counter does not; without them the two
@@ -66,7 +60,14 @@ def test_one_counter_at_a_time():
         count_flops_as(model, 64, "ptflops")
 
 
-@pytest.mark.parametrize("name", ["pacavit_tiny_p2cconv_100_0", "swin_tiny_patch4_window7_224", "pvt_tiny"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("pacavit_tiny_p2cconv_100_0", marks=pytest.mark.slow),
+        pytest.param("swin_tiny_patch4_window7_224", marks=pytest.mark.slow),
+        "pvt_tiny",
+    ],
+)
 def test_fake_tensors_count_what_real_ones_do(name):
     model = create_model(name, img_size=96).eval()
     fake = count_flops_torch(model, 96, batch_size=2)
@@ -96,6 +97,7 @@ def test_cpu_attention_is_counted_as_the_closed_form():
         assert "_scaled_dot_product_flash_attention_for_cpu" in rec.by_operator
 
 
+@pytest.mark.slow  # fake == real (above) and torch == fvcore less norms (every model, 224²) at 1024²
 def test_high_resolution_under_fake_tensors_matches_fvcore():
     """PaCa-T at 1024²: the fake-tensor count equals fvcore's real trace (norm layers aside)."""
     model = create_model("pacavit_tiny_p2cconv_100_0", img_size=1024).eval()

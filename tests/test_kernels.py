@@ -8,6 +8,8 @@ import torch
 from pacabench.measure.kernels import achieved_gmacs_per_s, gemm_rate, numerics, sdpa_backends
 from pacabench.models import create_model
 
+pytestmark = pytest.mark.real_gemm  # the calibration itself, not the conftest's 256³ stand-in
+
 
 def _forward(model, res=64):
     x = torch.randn(1, 3, res, res)

@@ -1,6 +1,7 @@
 """Every registered model, parametrised over ``list_models()``: a new model is tested here
-without editing a test. Built at two tiny sizes (a square and a non-square one) and run
-forward; parameter count (meta device, no weights allocated) against the reference table."""
+without editing a test (the default tier: one model per family; the others are marked slow).
+Built at two tiny sizes (a square and a non-square one) and run forward; parameter count (meta
+device, no weights allocated) against the reference table."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from pacabench.models import FAMILIES, count_params_of, create_model, list_models
 from pacabench.reports.paper import load_reference
+from tests.conftest import one_per_family
 
 SPECS = list_models()
 SIZES = [(64, 64), (64, 96)]
@@ -34,7 +36,7 @@ def test_every_model_has_a_known_family_and_most_a_reference():
     assert unreferenced == ["pvt_v2_b2_li"]  # timm's linear-attention variant: no published count
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", one_per_family(SPECS, lambda s: s.name), ids=lambda s: s.name)
 def test_builds_and_runs_at_two_sizes(spec):
     model = None
     for hw in SIZES:
@@ -46,7 +48,7 @@ def test_builds_and_runs_at_two_sizes(spec):
         assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", one_per_family(SPECS, lambda s: s.name), ids=lambda s: s.name)
 def test_params_match_the_spec_and_the_reference(spec):
     counted = count_params_of(spec.name, build=True)  # on the meta device
     assert spec.params == counted == count_params_of(spec.name)  # `pacabench models` shows the spec's

@@ -247,6 +247,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow  # three interpreters (the CLI and its workers); isolated workers: test_rounds (default)
 def test_sigterm_on_an_isolated_run_kills_the_worker_and_keeps_rows(tmp_path):
     suite = _suite(tmp_path, SUITE.replace("[64, 96]", "[64, 96, 128, 160]"))
     run_dir = tmp_path / "res" / "rel" / "r"

@@ -156,7 +156,8 @@ def test_a_model_failing_in_the_rounds_becomes_an_error_row_and_the_others_go_on
     assert rows[("pvt", 96)]["status"] == "ok" and rows[("pvt", 96)]["latency_round_sizes"] == [2, 2, 2]
 
 
-@pytest.mark.parametrize("interleave", [False, True])
+# a fresh interpreter per run; one case alone in a worker is also test_runner's isolated test
+@pytest.mark.parametrize("interleave", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_isolated_worker_rows_keep_samples_and_rounds(tmp_path, interleave):
     text = SUITE.replace("resolutions: [64, 96]", "resolutions: [64]")
     if not interleave:
@@ -172,6 +173,7 @@ def test_isolated_worker_rows_keep_samples_and_rounds(tmp_path, interleave):
         _check_stats(r)
 
 
+@pytest.mark.slow  # the interleaved run above checks the same statistics of in-process rows
 def test_in_process_rows_derive_their_statistics_from_the_samples(tmp_path):
     text = SUITE.replace(", rounds: 3, interleave: true", "").replace("iters: 2", "iters: 7")
     rd = RunDir(tmp_path / "run")
@@ -239,6 +241,7 @@ def test_report_without_samples_keeps_plain_ratios():
     assert "latency_exp 95% CI" not in scaling.columns
 
 
+@pytest.mark.slow  # a real run; the intervals: the synthetic rows above, `report --reference`: test_golden
 def test_cli_report_of_an_interleaved_run_shows_paca_over_swin_with_its_interval(tmp_path, capsys):
     """A real interleaved run (PaCa-T and Swin-T at 64², 3 rounds): ``pacabench report RUN
     --reference swin_tiny_patch4_window7_224`` shows PaCa-T ÷ Swin-T as "ratio [low, high]",

@@ -124,6 +124,7 @@ LINES = st.lists(
 )
 
 
+@pytest.mark.slow  # 200 examples through every renderer; BAD_LINES above are the default tier's
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(LINES)
 def test_fuzz_rows_reader(tmp_path_factory, lines):

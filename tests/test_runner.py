@@ -125,6 +125,7 @@ def test_cpu_allocator_failure_is_oom():
     assert not runner.is_oom(RuntimeError("shape mismatch"))
 
 
+@pytest.mark.slow  # a fresh interpreter; an isolated run in the default tier: test_rounds' worker group
 def test_isolated_case_runs_in_a_subprocess(tmp_path):
     suite = parse_suite(
         SUITE.replace("[pvt_v2_b0, swin_tiny_patch4_window7_224]", "[pvt_v2_b0]").replace(

@@ -171,6 +171,7 @@ FRAGMENTS = st.lists(
 ).map("".join)
 
 
+@pytest.mark.slow  # 200 examples; the located bad suites above are the default tier's
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(YAMLISH, FRAGMENTS, st.text(max_size=100)))
 def test_fuzz_suite_text(text):
