@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,11 +62,12 @@ def _run_folder(tmp_path: Path) -> Path:
     (run / "suite.yaml").write_text(SUITE)
     cases = parse_suite(SUITE, "light.yaml").cases("cpu")
     subs = [
-        Submission(c.key.file_stem(), c.to_dict(), str(os.getpid()), "local", str(tmp_path / "x.err"), 0.0)
+        Submission(c.key.file_stem(), c.to_dict(), str(os.getpid()), "local", str(tmp_path / "x.err"), time.time())
         for c in cases
     ]
     record_submissions(run, subs)
-    write_row_file(row_file(run, subs[0].stem), {"status": "ok", "job_start": 100.0, "job_end": 160.0})
+    row = {**cases[0].to_dict(), "status": "ok", "job_start": 100.0, "job_end": 160.0}  # that case's row
+    write_row_file(row_file(run, subs[0].stem), row)
     return run
 
 
