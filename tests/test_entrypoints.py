@@ -62,7 +62,9 @@ def _run_folder(tmp_path: Path) -> Path:
     (run / "suite.yaml").write_text(SUITE)
     cases = parse_suite(SUITE, "light.yaml").cases("cpu")
     subs = [
-        Submission(c.key.file_stem(), c.to_dict(), str(os.getpid()), "local", str(tmp_path / "x.err"), time.time())
+        Submission(
+            c.key.file_stem(), c.to_dict(), str(os.getpid()), "local", str(tmp_path / "x.err"), time.time()
+        )
         for c in cases
     ]
     record_submissions(run, subs)
