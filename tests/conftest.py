@@ -87,20 +87,20 @@ _RUNNER_COUNTS: dict = {}
 def _runner_counts_once_per_session():
     """The runner counts FLOPs of the model it built from the case's name (the ``flops`` metric,
     and torch's count under fake tensors for every timed row's efficiency): 2–5 s a case on a
-    loaded 2-core CPU, the same few cases in run after run. Here the runner's ``create_model``
-    tags each model with its name and build arguments, and its ``count_flops_as`` counts a
-    tagged model once per (build, size, counter) in the session. A test that plants its own
-    ``create_model`` builds untagged models, which are counted every time."""
+    loaded 2-core CPU, the same few cases in run after run. Here the runner's ``_cost_model`` (the
+    one place it builds a cost case's model) tags each model with its case's build settings, and
+    its ``count_flops_as`` counts a tagged model once per (build, size, counter) in the session.
+    A test that plants its own model builds untagged models, which are counted every time. Both
+    names are looked up plainly: a rename fails here instead of silently dropping the cache."""
     from pacabench.runs import runner
 
-    if not (hasattr(runner, "create_model") and hasattr(runner, "count_flops_as")):
-        yield
-        return
-    build, count = runner.create_model, runner.count_flops_as
+    build, count = runner._cost_model, runner.count_flops_as
 
-    def create_model(name, **kwargs):
-        model = build(name, **kwargs)
-        model.pacabench_test_build = (name, repr(sorted(kwargs.items())))
+    def cost_model(case):
+        model = build(case)
+        model.pacabench_test_build = repr(
+            (case.model, case.head, case.resolution, case.checkpoint, case.kwargs)
+        )
         return model
 
     def count_flops_as(model, resolution, counter="fvcore"):
@@ -113,7 +113,7 @@ def _runner_counts_once_per_session():
         return copy.deepcopy(_RUNNER_COUNTS[key])
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "create_model", create_model)
+        mp.setattr(runner, "_cost_model", cost_model)
         mp.setattr(runner, "count_flops_as", count_flops_as)
         yield
 
