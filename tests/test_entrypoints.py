@@ -164,6 +164,7 @@ def test_only_eval_loads_the_models_up_front(argv, expected):
     assert needs_models(argv) is expected
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and the models (~8 s)
 def test_python_m_eval_registers_our_models(tmp_path):
     """torchrun runs ``python -m pacabench eval ...`` on every rank: the models are imported
     (registered with timm) before the command runs, even when it then refuses its input."""

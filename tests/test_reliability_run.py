@@ -74,6 +74,7 @@ def _limit_file_size(n_bytes):
     return pre
 
 
+@pytest.mark.slow  # a second process under a file-size limit (~8 s)
 def test_write_error_ends_the_run_with_one_line_and_keeps_earlier_rows(tmp_path):
     suite = _suite(tmp_path)
     assert _run(tmp_path, suite, "--run-id", "probe") == 0

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from pacabench.spec.suite import load_suite
 from tests.test_executors import FLOPS_SUITE
 
 
+@cache
 def _cluster_up() -> bool:
     if os.environ.get("PACABENCH_SLURM") == "0" or shutil.which("sinfo") is None:
         return False
@@ -27,10 +29,15 @@ def _cluster_up() -> bool:
     return out.returncode == 0 and "up" in out.stdout
 
 
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster (tests/cluster/local-slurm.sh start)"),
-]
+# slow: real jobs through a scheduler. The cluster is looked for only when a test here runs (an
+# installed `sinfo` with no controller takes ~10 s to give up: not at collection, not when deselected)
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _needs_cluster():
+    if not _cluster_up():
+        pytest.skip("no SLURM cluster (tests/cluster/local-slurm.sh start)")
 
 SUITE = FLOPS_SUITE.replace("name: exflops", "name: slurmsmoke")  # the executor tests' FLOPs-only suite
 

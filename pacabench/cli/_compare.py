@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -19,46 +20,64 @@ def register(app: typer.Typer) -> None:
     app.add_typer(baseline_app, name="baseline")
 
 
-def compare_cmd(
-    baseline: Path = typer.Argument(
-        ..., help="Baseline: a committed .jsonl (results/baselines/) or a run folder."
-    ),
-    run: list[Path] | None = typer.Argument(
-        None,
+# compare's arguments and options, declared apart so the command reads as what it does
+_Baseline = Annotated[
+    Path, typer.Argument(help="Baseline: a committed .jsonl (results/baselines/) or a run folder.")
+]
+_Runs = Annotated[
+    list[Path] | None,
+    typer.Argument(
         metavar="[RUN]...",
         help="Run folder(s) or rows .jsonl (default: latest run of the baseline's suite). With several "
         "runs of the same cases, a latency/memory regression must show in every one (best of N).",
     ),
-    metrics: list[str] | None = typer.Option(
-        None,
-        "--metrics",
-        "-m",
-        help="Comma list: params, flops, latency, memory, train, accuracy, or columns.",
+]
+_Metrics = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--metrics", "-m", help="Comma list: params, flops, latency, memory, train, accuracy, or columns."
     ),
-    tolerance: list[str] | None = typer.Option(
-        None,
+]
+_Tolerance = Annotated[
+    list[str] | None,
+    typer.Option(
         "--tolerance",
         "-t",
         help="NAME=VALUE (repeatable): latency=0.5 memory=0.1 (relative), accuracy=0.1 (points), "
         "flops=0.001 (relative), train=0.5; a bare number sets the noisy ones (latency, memory, train).",
     ),
-    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | json"),
-    fail_on_missing: bool = typer.Option(
-        True,
+]
+_Format = Annotated[str, typer.Option("--format", "-f", help="markdown | json")]
+_FailOnMissing = Annotated[
+    bool,
+    typer.Option(
         "--fail-on-missing/--allow-missing",
         help="A case of the baseline missing from the run is a regression (default); --allow-missing "
         "only lists it. No case in common at all is always exit 1.",
     ),
-    ignore_load: bool = typer.Option(
-        False,
+]
+_IgnoreLoad = Annotated[
+    bool,
+    typer.Option(
         "--ignore-load",
         help="Judge CPU latency even when it was measured on a busy machine (high load average, "
         "or samples whose IQR exceeds their median).",
     ),
-    show_all: bool = typer.Option(
-        False, "--all", help="List every check, not only regressions/improvements."
-    ),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where to find the latest run."),
+]
+_ShowAll = Annotated[bool, typer.Option("--all", help="List every check, not only regressions/improvements.")]
+_ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where to find the latest run.")]
+
+
+def compare_cmd(
+    baseline: _Baseline,
+    run: _Runs = None,
+    metrics: _Metrics = None,
+    tolerance: _Tolerance = None,
+    fmt: _Format = "markdown",
+    fail_on_missing: _FailOnMissing = True,
+    ignore_load: _IgnoreLoad = False,
+    show_all: _ShowAll = False,
+    results_dir: _ResultsDir = Path("results"),
 ):
     """Check a run against a baseline: exit 1 on any regression, a missing baseline case (unless
     --allow-missing) or no case in common; 2 on bad input (a torn or invalid row: NaN, inf, a
