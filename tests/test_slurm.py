@@ -39,6 +39,7 @@ def _needs_cluster():
     if not _cluster_up():
         pytest.skip("no SLURM cluster (tests/cluster/local-slurm.sh start)")
 
+
 SUITE = FLOPS_SUITE.replace("name: exflops", "name: slurmsmoke")  # the executor tests' FLOPs-only suite
 
 
