@@ -502,3 +502,15 @@ def _planted_slowdown(tmp_path, monkeypatch, capsys):
     # the same pair the other way round: faster, exit 0
     assert main(["compare", str(slow), str(base), "--ignore-load", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"].get("faster") == 1
+
+
+def test_json_output_is_strict_json_when_a_change_is_unbounded():
+    """A metric that was 0 in the baseline changes by an unbounded ratio: null in JSON (no Infinity)."""
+    base = [row(gflops=0.0)]
+    cmp = compare_rows(base, [row(gflops=0.5)])
+    (check,) = [c for c in cmp.checks if c.metric == "gflops"]
+    assert check.change == float("inf") and check.verdict == "regression"
+    text = render_comparison(cmp, "json")
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    (out,) = [c for c in doc["checks"] if c["metric"] == "gflops"]
+    assert out["change"] is None and out["new"] == 0.5

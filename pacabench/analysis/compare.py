@@ -748,10 +748,21 @@ def _fmt_change(c: Check) -> str:
     return f"{100 * c.change:+.2f} %"
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (JSON has no inf or NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def render_comparison(cmp: Comparison, fmt: str = "markdown", *, show_all: bool = False) -> str:
     """Markdown (regressions, improvements, added/missing; every check with ``show_all``) or JSON."""
-    if fmt == "json":
-        return json.dumps(cmp.to_dict(), indent=1) + "\n"
+    if fmt == "json":  # strict JSON: an unbounded change (from a zero baseline) is null, not Infinity
+        return json.dumps(_finite(cmp.to_dict()), indent=1, allow_nan=False) + "\n"
     counts = cmp.counts()
     verdict = {"ok": "**OK**", "regression": "**REGRESSION**"}.get(cmp.verdict, "**NOTHING TO COMPARE**")
     lines = [
