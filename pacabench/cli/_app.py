@@ -8,10 +8,12 @@ import typer
 
 app = typer.Typer(
     name="pacabench",
-    help="Benchmark PaCa-ViT, Swin, PVT v1 and PVTv2: FLOPs, latency, memory and accuracy across resolutions.",
+    help="Benchmark PaCa-ViT, Swin, PVT v1, PVTv2, any timm model or your own: FLOPs, latency, memory and "
+    "accuracy across resolutions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstrings reflow: a paragraph's line breaks are the source's, not the help's
 )
 
 DEFAULT_RESULTS = "results"
