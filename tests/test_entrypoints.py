@@ -76,7 +76,7 @@ def _run_folder(tmp_path: Path) -> Path:
 def test_help():
     p = _main_without_torch(["--help"])
     assert p.returncode == 0, p.stderr
-    assert "Benchmark PaCa-ViT, Swin, PVT v1 and PVTv2" in p.stdout and "status" in p.stdout
+    assert "Benchmark PaCa-ViT, Swin, PVT v1, PVTv2, any timm model" in p.stdout and "status" in p.stdout
 
 
 def test_python_m_help():
