@@ -465,7 +465,7 @@ LATENCY_KEY_DOCS: dict[str, str] = {
     "time_budget_s": "Stop timing after this many seconds (once min_iters are done); null: no budget. Default null.",
     "rounds": "Split the timing into R rounds (iters, min_iters, time_budget_s per round). Default 1.",
     "interleave": "With rounds: the cases of one resolution alternate round by round in one process, so a "
-                  "slow spell hits every model alike. Default false.",
+    "slow spell hits every model alike. Default false.",
 }
 EVAL_OPTION_DOCS: dict[str, str] = {
     "data": "The data set folder (ImageNet val, ADE20k root, COCO images) on the machine that runs the case.",
@@ -485,7 +485,7 @@ EVAL_OPTION_DOCS: dict[str, str] = {
     "mode": "ADE20k: whole-image inference or slide (crop_size windows every stride px). Default whole.",
     "clusters": "ADE20k: PaCa-ViT clusters per stage of the dense-task backbone.",
     "per_class": "ADE20k: per-class IoU/accuracy CSV; a suite run writes it into the run folder as "
-                 "per_class_iou_<case>.csv whatever the value.",
+    "per_class_iou_<case>.csv whatever the value.",
     "scale": "ADE20k: the keep-ratio test resize [w, h]. Default [2048, 512]; null: the original size.",
     "crop_size": "ADE20k slide mode: window size in px. Default 512.",
     "stride": "ADE20k slide mode: window step in px. Default 341.",
