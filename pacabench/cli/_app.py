@@ -11,7 +11,7 @@ app = typer.Typer(
     help="Benchmark PaCa-ViT, Swin, PVT v1 and PVTv2: FLOPs, latency, memory and accuracy across resolutions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
 )
 
 DEFAULT_RESULTS = "results"
