@@ -369,7 +369,7 @@ SETTINGS: tuple[Setting, ...] = (
             {"type": ["string", "null"], "pattern": "^[-_]*[A-Za-z0-9][A-Za-z0-9_-]*$", "maxLength": MAX_NAME,
              "not": {"const": "baselines"}}, "resolution_scaling"),
     Setting("description", SuiteParser.description, "",
-            "Free text shown by `pacabench status` and in the report's header; never part of the digest.",
+            "Free text for the reader (kept in the run folder's suite.yaml); never part of the digest.",
             {}, "PaCa-ViT vs Swin vs PVTv2 at 224-1024 px"),
     Setting("models", SuiteParser.models, None,
             "The models to measure: names (ours, any timm architecture, or a module:function factory) or "
