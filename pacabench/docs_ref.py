@@ -196,7 +196,7 @@ def _tolerance(m: Metric) -> str:
 
 
 def metrics_page() -> str:
-    out = ["# Metric glossary\n\n", _generated("pacabench/spec/metrics.py")]
+    out = ["---\nhide: [toc]\n---\n\n# Metric glossary\n\n", _generated("pacabench/spec/metrics.py")]
     out.append(
         "Every column a row can hold. **Kind**: `exact` (deterministic, compared to a relative "
         "tolerance), `noisy` (compared against a tolerance band *and* the two runs' spread; latency "
@@ -302,7 +302,7 @@ def _command_section(path: str, cmd: Any) -> str:
 
 
 def cli_page(cli: Any) -> str:
-    out = ["# Command line\n\n", _generated("pacabench/cli/ (the Typer app)")]
+    out = ["# Command line\n\n", _generated("pacabench/cli/")]
     out.append(
         "Every command and option, with its `--help` text. Bad input is one line on stderr and exit "
         "code 2.\n\n"

@@ -98,8 +98,16 @@ def test_every_command_and_option_has_help():
     assert missing == []
 
 
-def test_shell_completion_is_offered():
+def test_shell_completion_is_offered_and_completes(monkeypatch, capsys):
     assert {"install_completion", "show_completion"} <= {p.name for p in CLI.params}
+    assert main(["--show-completion", "bash"]) == 0
+    assert "_PACABENCH_COMPLETE=complete_bash" in capsys.readouterr().out
+    # what the installed script asks: the words typed so far -> the candidates
+    monkeypatch.setenv("_PACABENCH_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "pacabench run --res")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    assert main([]) == 0
+    assert capsys.readouterr().out.split() == ["--resume", "--resume-from", "--results-dir"]
 
 
 # ------------------------------------------------------------- (b) the schema and the parser agree
@@ -325,7 +333,9 @@ def generated() -> dict[str, str]:
 
 def test_pages_are_the_listed_ones(generated):
     assert tuple(generated) == PAGES
-    assert all(text.startswith("# ") for text in generated.values())
+    for text in generated.values():  # an optional front matter, then the title
+        body = text.split("---\n", 2)[2] if text.startswith("---\n") else text
+        assert body.lstrip("\n").startswith("# "), text[:80]
 
 
 def test_suite_page_names_every_key(generated):
