@@ -1,11 +1,13 @@
 """nox sessions: ``tests`` (pytest, the default tier: ``slow`` deselected), ``tests_full`` (every
-test, as ``.ci/run``), ``lint`` (ruff), ``regression`` (smoke suite vs its baseline), ``slurm``
-(the SLURM tests against a one-node cluster on this machine; root).
+test, as ``.ci/run``), ``lint`` (ruff), ``regression`` (smoke suite vs its baseline), ``docs``
+(the documentation site, ``mkdocs build --strict``; no torch), ``slurm`` (the SLURM tests against
+a one-node cluster on this machine; root).
 
     nox -s tests lint            # first time: builds the venvs (~1 min each with the torch stack)
     nox -R -s tests_full         # every test, the slow ones too (reuses the venv of an earlier run)
     nox -R -s regression         # -R reuses an existing venv: seconds instead of a minute
     nox -R -s regression -- results/baselines/other.jsonl   # compare against another baseline
+    nox -s docs                  # the site into site/ (the reference pages generated from the code)
 
 Every session that imports pacabench installs ``torch==2.14.1 torchvision==0.29.1`` first: they
 are the pair whose CPU wheels load together (see the README's install notes); a plain
@@ -15,6 +17,7 @@ are the pair whose CPU wheels load together (see the README's install notes); a 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -88,6 +91,31 @@ def regression(session: nox.Session) -> None:
     if not strict:
         session.log("latency: reported, not enforced (set PACABENCH_STRICT_LATENCY=1 to enforce)")
     session.run(*compare, "--metrics", "latency", success_codes=None if strict else [0, 1])
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with ``mkdocs build --strict`` (any warning fails it).
+
+    The reference pages are written at build time from the code (docs/hooks/reference.py calls
+    ``pacabench.docs_ref``), which imports neither torch nor timm: the package is installed
+    without its dependencies, and only what the generation imports is added (the docs extra,
+    typer, PyYAML, rich)."""
+    session.install("-e", ".", "--no-deps")
+    session.install(*_docs_requirements())
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+DOCS_IMPORTS = ("typer", "pyyaml", "rich")  # the core dependencies the reference pages import
+
+
+def _docs_requirements() -> list[str]:
+    """pyproject's ``docs`` extra plus its pins of ``DOCS_IMPORTS`` (not the torch stack)."""
+    import tomllib
+
+    project = tomllib.loads(Path("pyproject.toml").read_text(encoding="utf-8"))["project"]
+    light = [d for d in project["dependencies"] if re.split(r"[<>=!~\[ ]", d)[0].lower() in DOCS_IMPORTS]
+    return [*project["optional-dependencies"]["docs"], *light]
 
 
 SLURM_SCRIPT = "tests/cluster/local-slurm.sh"

@@ -17,12 +17,12 @@ import os
 import sys
 
 from ..errors import PacabenchError, first_line
-from . import _capacity, _cluster, _commands, _compare, _eval, _report, _run
+from . import _capacity, _cluster, _commands, _compare, _eval, _report, _run, _schema
 from ._app import app
 
 __all__ = ["app", "main"]
 
-for _module in (_run, _report, _commands, _compare, _eval, _cluster, _capacity):
+for _module in (_run, _report, _commands, _compare, _eval, _cluster, _capacity, _schema):
     _module.register(app)
 
 

@@ -12,7 +12,7 @@ app = typer.Typer(
     "accuracy across resolutions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     rich_markup_mode="markdown",  # docstrings reflow: a paragraph's line breaks are the source's, not the help's
 )
 

@@ -113,7 +113,9 @@ def baseline_update(
     run: Path | None = typer.Option(None, "--run", help="Take the rows of this run (default: latest run)."),
     measure: bool = typer.Option(False, "--measure", help="Run the suite first and take that run."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Write without asking."),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir"),
+    results_dir: Path = typer.Option(
+        Path("results"), "--results-dir", help="Where runs are (and, by default, baselines/)."
+    ),
     baselines_dir: Path | None = typer.Option(
         None, "--baselines-dir", help="Default: RESULTS_DIR/baselines."
     ),

@@ -28,7 +28,9 @@ def report(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to this file (csv: a folder; csv with --paper: a file)."
     ),
-    results_dir: Path = typer.Option(Path(DEFAULT_RESULTS), "--results-dir"),
+    results_dir: Path = typer.Option(
+        Path(DEFAULT_RESULTS), "--results-dir", help="Where to find the latest run."
+    ),
     suite: str | None = typer.Option(None, "--suite", help="Latest run of this suite."),
     plot: Path | None = typer.Option(
         None,

@@ -27,6 +27,7 @@ from ..spec.metrics import METRICS
 __all__ = [
     "Row",
     "ROW_FIELDS",
+    "ROW_FIELD_DOCS",
     "read_rows",
     "read_run_rows",
     "scan_rows",
@@ -104,6 +105,52 @@ def _row_fields() -> list[tuple[str, Any, Any]]:
         ("job_end", float | None, None),
     ]
     return identity + measured + context + provenance
+
+
+# One line per field that is not a metric (a metric's is its ``Metric.doc``): the row schema page
+# (docs/reference/rows.md); tests/test_docs.py fails on a field with neither.
+ROW_FIELD_DOCS: dict[str, str] = {
+    "suite": "The suite's name.",
+    "run_id": "The run folder's name (results/<suite>/<run_id>).",
+    "case_id": "The case key as text, for readers (the key itself is rebuilt from the fields).",
+    "model": "The model name as the suite gives it.",
+    "head": "Segmentation head of an ade20k row (paca or upernet), else null.",
+    "family": "The model's family (swin, pvt_v2, paca_vit, pvt_v1, a timm module, or factory).",
+    "task": "cost for a cost row, else the accuracy task (imagenet, ade20k, coco).",
+    "resolution": "Input size [h, w] in px.",
+    "tokens": "Stage-1 tokens at stride 4, (h/4)·(w/4): the x axis of the scaling fits.",
+    "batch_size": "The batch size the case asked for.",
+    "dtype": "Precision the case ran in (fp32, fp16, bf16; amp resolved to one of them).",
+    "device": "cpu or cuda (auto resolved).",
+    "device_name": "The CPU model or GPU name.",
+    "channels_last": "Ran in channels_last memory format.",
+    "compile": "Ran through torch.compile.",
+    "checkpoint": "Weights file loaded, if any.",
+    "checkpoint_sha": "First 16 hex digits of the checkpoint's SHA-256 (part of the case key).",
+    "kwargs": "Model builder kwargs the suite set (e.g. clusters), else null.",
+    "attn_impl": "Attention implementation: sdpa (fused, ours) or explicit (attention map materialised, as the authors').",
+    "mode": "inference or train.",
+    "grad_checkpointing": "Train mode with activation checkpointing.",
+    "batch_decay": "The suite's batch_decay: out of memory retried at smaller batches.",
+    "batch_size_used": "With batch_decay: the batch the case finally ran at.",
+    "status": "ok, oom (out of memory), error (message in `error`) or skipped (a size the model refuses).",
+    "error": "One-line reason of a non-ok status, else null.",
+    "threads": "torch.get_num_threads() while measuring.",
+    "torch_version": "torch.__version__ of the measuring process.",
+    "timm_version": "timm.__version__ of the measuring process.",
+    "timestamp": "When the row was written (ISO 8601, UTC).",
+    "wall_s": "Seconds the whole case took (build, measurements, evaluation).",
+    "executor": "The executor that ran the case: inprocess, local, slurm or debug.",
+    "slurm_job_id": "SLURM job id (an array job's, with the index below).",
+    "slurm_array_index": "SLURM array task index.",
+    "hostname": "The machine that ran the job.",
+    "gpu_name": "GPU name as the job saw it.",
+    "gpu_uuid": "GPU UUID (which physical card).",
+    "cuda_visible_devices": "CUDA_VISIBLE_DEVICES of the job.",
+    "code_commit": "Git commit of the code snapshot the job imported.",
+    "job_start": "Unix time the job began the case.",
+    "job_end": "Unix time the job ended the case.",
+}
 
 
 def _to_dict(self) -> dict[str, Any]:

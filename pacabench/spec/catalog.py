@@ -42,9 +42,22 @@ __all__ = [
     "timm_names",
     "is_factory",
     "FACTORY",
+    "FACTORY_DOC",
+    "TIMM_DOC",
 ]
 
 FACTORY = "factory"  # the family (and source) of a user's ``module:function`` model
+# what the docs say of the names outside FAMILIES (docs/reference/models.md)
+FACTORY_DOC = (
+    "A user's model: `package.module:function` or `path/to/file.py:function`, called with the suite's "
+    "kwargs (plus img_size and num_classes when it takes them) and returning an nn.Module; only the "
+    "syntax is checked until it is built."
+)
+TIMM_DOC = (
+    "Any other architecture the installed timm registers (`pacabench models --all`), with an optional "
+    "pretrained tag (`name.tag`: weights only from timm's local cache); its family is its timm module; "
+    "it is offered the case's img_size and built without it when its builder takes none."
+)
 
 HEADS = ("paca", "upernet")  # the segmentation heads (pacabench.models.segmentation builds them)
 
@@ -74,6 +87,7 @@ class FamilySpec:
     segmentation_pad_to: int = 1  # the segmentor pads inputs to a multiple of this
     detection_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     timm_modules: tuple[str, ...] = ()  # timm's modules whose other names belong to this family too
+    doc: str = ""  # one line for `docs/reference/models.md`: what the family is and its quirks
 
 
 _PACA_NAMES = (
@@ -109,6 +123,8 @@ FAMILIES: dict[str, FamilySpec] = {
             # into full 7×7 windows and odd blocks shifted even when a map is smaller than a window
             detection_kwargs={"dynamic_img_size": True, "always_partition": True},
             timm_modules=("swin_transformer",),
+            doc="Swin Transformer (timm): shifted 7x7 windows; built at the case's img_size (its attention "
+            "masks depend on it), NHWC stage maps; any input is padded to full windows for dense tasks.",
         ),
         FamilySpec(
             "pvt_v2",
@@ -116,6 +132,8 @@ FAMILIES: dict[str, FamilySpec] = {
             models=tuple(f"pvt_v2_{b}" for b in ("b0", "b1", "b2", "b2_li", "b3", "b4", "b5")),
             checkpoint_filter="timm.models.pvt_v2:checkpoint_filter_fn",
             timm_modules=("pvt_v2",),
+            doc="PVTv2 (timm): overlapping patch embeddings and spatial-reduction attention (linear "
+            "attention for b2_li); takes any input size.",
         ),
         FamilySpec(
             "paca_vit",
@@ -123,12 +141,16 @@ FAMILIES: dict[str, FamilySpec] = {
             module="paca_vit",
             models=_PACA_NAMES,
             downstream_clusters=(200, 200, 200, 0),
+            doc="PaCa-ViT (ours, registered with timm): patch-to-cluster attention; the name says the "
+            "clustering (p2cconv / p2cmlp, convmixer) and clusters per stage; 200 clusters for dense tasks.",
         ),
         FamilySpec(
             "pvt_v1",
             "pacabench",
             module="pvt",
             models=tuple(f"pvt_{s}" for s in ("tiny", "small", "medium", "large")),
+            doc="PVT v1 (ours, registered with timm): spatial-reduction attention, non-overlapping patch "
+            "embeddings; position embeddings interpolated to the input size.",
         ),
     )
 }

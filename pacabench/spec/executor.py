@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["EXECUTORS", "ExecutorConfig", "parse_executor_block", "EXECUTOR_KEYS"]
+__all__ = ["EXECUTORS", "ExecutorConfig", "parse_executor_block", "EXECUTOR_KEYS", "EXECUTOR_DOCS"]
 
 EXECUTORS = ("inprocess", "local", "slurm", "debug")
 
@@ -42,6 +42,26 @@ EXECUTOR_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 CLI_FLAGS = {"kind": "--executor", "array_parallelism": "--parallel"}  # the run options that override them
+
+# One line per key: the suite reference page and the JSON Schema's descriptions (tests/test_docs.py
+# fails on a key without one). The defaults are ExecutorConfig's.
+EXECUTOR_DOCS: dict[str, str] = {
+    "kind": "inprocess (this process, the default), local (one subprocess per case via submitit), slurm "
+    "(a SLURM job array via submitit) or debug (submitit's in-process DebugExecutor, for tests).",
+    "partition": "SLURM partition to submit to; default: the cluster's default.",
+    "gpus_per_node": "GPUs per job (SLURM --gpus-per-node; local: the job sees that many of this "
+    "process's GPUs, none when unset).",
+    "cpus_per_task": "CPU cores per job (SLURM --cpus-per-task).",
+    "mem_gb": "Memory per job in GB (SLURM --mem); default: the cluster's default.",
+    "timeout_min": "Time limit of one job in minutes (SLURM --time; local jobs are killed past it). Default 60.",
+    "array_parallelism": "At most this many jobs at once (SLURM array %N; local: params/FLOPs-only cases in "
+    "parallel, timed ones always alone); `run --parallel` overrides.",
+    "exclusive": "SLURM --exclusive: a node to itself, so a neighbour cannot disturb the timing. Default false.",
+    "account": "SLURM account to charge.",
+    "qos": "SLURM quality of service.",
+    "constraint": "SLURM --constraint, e.g. a GPU type (a100).",
+    "setup": "Shell lines run before each job (e.g. `module load cuda`, `source .venv/bin/activate`).",
+}
 
 
 @dataclass(frozen=True)

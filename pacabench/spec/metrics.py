@@ -26,7 +26,7 @@ This module imports nothing heavy: the CLI's ``--help`` reads it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "MeasureSets",
     "Task",
     "METRICS",
+    "METRIC_DOCS",
     "MEASURE_TABLE",
     "TASKS",
     "COST_MEASURES",
@@ -88,6 +89,7 @@ class Metric:
     load_sensitive: bool = False  # a CPU regression on a busy machine is only "inconclusive"
     # with raw ``samples``: the least relative change of the median compare's samples test calls a change
     effect: float | dict[str, float] | None = None
+    doc: str = ""  # one line for the glossary (docs/reference/metrics.md); default: METRIC_DOCS's entry
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -123,6 +125,7 @@ class Measure:
     suite: str
     timed: bool = False
     refill: bool = False
+    doc: str = ""  # one line: what it measures and with which counter or timer (the docs' glossary)
 
     def __post_init__(self) -> None:
         if self.suite not in SUITE_ROLES:
@@ -141,6 +144,7 @@ class Task:
     plot_label: str
     # files the evaluation writes into the run folder: (its option, file name; {key} = case key)
     artifacts: tuple[tuple[str, str], ...] = field(default=())
+    doc: str = ""  # one line: the data set, the protocol and the columns it fills (the docs' glossary)
 
 
 def _round_samples(rec: Any) -> list[float]:
@@ -260,23 +264,130 @@ _TABLE: list[Metric] = [
 
 # the measurements, in the order of the suite's ``metrics:`` names (accuracy tasks: TASKS)
 MEASURE_TABLE: dict[str, Measure] = {m.name: m for m in [
-    Measure("params", "default"),
-    Measure("flops", "default", refill=True),
-    Measure("latency", "default", timed=True, refill=True),
-    Measure("memory", "default", timed=True, refill=True),
-    Measure("capacity", "optional"),
-    Measure("train", "mode", timed=True),
+    Measure("params", "default",
+            doc="Parameter count of the built model (every parameter tensor, shared ones once)."),
+    Measure("flops", "default", refill=True,
+            doc="Multiply-adds of one batch-1 eval forward, traced by fvcore and/or torch's FlopCounterMode "
+                "(suite `counter`)."),
+    Measure("latency", "default", timed=True, refill=True,
+            doc="Warm-up, then timed forwards (CUDA events on a GPU, time.perf_counter on a CPU); "
+                "robust statistics of the per-iteration times."),
+    Measure("memory", "default", timed=True, refill=True,
+            doc="Peak memory of one forward: the CUDA allocator's peak, or on a CPU the torch profiler's "
+                "running peak plus the resident weights and input."),
+    Measure("capacity", "optional",
+            doc="The largest resolution whose step fits a memory budget (suite `capacity`), found by "
+                "growing then bisecting; asked for by name only."),
+    Measure("train", "mode", timed=True,
+            doc="One training step (forward, loss, backward, AdamW): its latency and peak memory "
+                "(suite `modes: [train]`)."),
 ]}
 
 TASKS: dict[str, Task] = {t.name: t for t in [
-    Task("imagenet", "pacabench.eval.imagenet:evaluate_case", 224, 64, "top1", "ImageNet top-1 accuracy (%)"),
+    Task("imagenet", "pacabench.eval.imagenet:evaluate_case", 224, 64, "top1", "ImageNet top-1 accuracy (%)",
+         doc="ImageNet-1k validation classification (resize, centre crop at crop_pct): top-1 and top-5 in %."),
     Task("ade20k", "pacabench.eval.ade20k:evaluate_case", 512, 1, "miou", "ADE20k mIoU (%)",
-         artifacts=(("per_class", "per_class_iou_{key}.csv"),)),
-    Task("coco", "pacabench.eval.coco:evaluate_case", 800, 1, "bbox_ap", "COCO box AP"),
+         artifacts=(("per_class", "per_class_iou_{key}.csv"),),
+         doc="ADE20k validation semantic segmentation (PaCa or UperNet head, whole or slide inference): "
+             "mIoU, mAcc, aAcc in %."),
+    Task("coco", "pacabench.eval.coco:evaluate_case", 800, 1, "bbox_ap", "COCO box AP",
+         doc="COCO val2017 detection and instance segmentation (pycocotools COCOeval): box and mask AP "
+             "in points."),
 ]}
 # fmt: on
 
-METRICS: dict[str, Metric] = {m.column: m for m in _TABLE}
+# One line per column for the glossary (docs/reference/metrics.md): unit, how it is measured, which
+# counter or timer, CPU vs GPU meaning. An entry's own ``doc=`` wins; tests/test_docs.py fails on a
+# column with neither, and on a line here naming no column.
+METRIC_DOCS: dict[str, str] = {
+    "params": "Parameters of the built model at the case's size (model.parameters(), a shared tensor once); "
+    "reported in millions.",
+    "gflops": "GMACs of one batch-1 eval forward by fvcore's tracer, 1 multiply-add = 1 FLOP (the "
+    "papers' convention), attention (SDPA) and other ops fvcore drops counted by our handles.",
+    "uncounted_ops": "Ops the FLOP counter saw but left out (element-wise ops the convention skips: "
+    "add, GELU, softmax, ...) -> number of calls.",
+    "uncounted_share": "Upper bound on the share of the total the uncounted ops could add (one FLOP per "
+    "output element), as a fraction.",
+    "gflops_torch": "GMACs of one batch-1 eval forward by torch.utils.flop_counter.FlopCounterMode under "
+    "fake tensors (suite `counter: torch` or `both`); same 1 MAC = 1 FLOP convention.",
+    "flops_counter": "Which FLOP counter filled the row: fvcore, torch or both.",
+    "flops_counter_diff_pct": "With `counter: both`: (fvcore - torch) / fvcore in %; fvcore counts "
+    "normalisation, pooling and upsampling that torch's counter does not.",
+    "latency_ms_median": "Median wall time of one forward of the whole batch, in ms: CUDA events around "
+    "each iteration after a synchronised warm-up on a GPU, time.perf_counter on a CPU.",
+    "latency_ms_p90": "90th percentile (linear interpolation) of the per-iteration forward times, in ms.",
+    "latency_ms_iqr": "Interquartile range (p75 - p25) of the per-iteration forward times, in ms: the "
+    "spread compare allows on top of the tolerance band.",
+    "latency_ms_mean": "Mean of the per-iteration forward times, in ms (outliers pull it; prefer the median).",
+    "latency_ms_min": "Fastest timed iteration, in ms: the least-disturbed forward on a shared machine.",
+    "latency_iters": "Number of timed iterations (after warm-up); below `iters` when `time_budget_s` ran out.",
+    "latency_ms_samples": "Every timed iteration's forward time in ms, rounded to 0.1 us: the raw data of "
+    "the statistics and of compare's Mann-Whitney test.",
+    "latency_round_sizes": "With `latency: {rounds: R}`: how many samples each round contributed, in order.",
+    "throughput_img_s": "Images per second at the median latency: batch size / median seconds per batch.",
+    "timer": "The clock that timed the iterations: cuda_event (GPU), perf_counter (CPU) or custom.",
+    "loadavg_1m": "The machine's 1-minute load average when timing began (the highest over rounds): a "
+    "busy CPU explains a slow row.",
+    "achieved_gflops_s": "GMACs per image x batch / median latency in seconds: the multiply-add rate the "
+    "forward reached (GFLOP/s with 1 MAC = 1 FLOP).",
+    "efficiency": "achieved_gflops_s / gemm_gflops_s: the share of the run's measured GEMM rate on this "
+    "device and dtype the forward reached, shown in %.",
+    "gemm_gflops_s": "The run's ceiling: a large matmul's rate (GMAC/s) measured once per device and dtype "
+    "at the start of the run.",
+    "sdpa_backend": "Which scaled_dot_product_attention kernel each attention call used, e.g. flash×12 "
+    "(flash_cpu on a CPU), read by running the eager forward once; none without SDPA.",
+    "matmul_precision": "torch.get_float32_matmul_precision() while timing (highest, high or medium).",
+    "tf32": "torch.backends.cuda.matmul.allow_tf32 while timing (TF32 matmuls on Ampere and later GPUs).",
+    "cudnn_benchmark": "torch.backends.cudnn.benchmark while timing (cuDNN autotunes convolutions on a GPU).",
+    "deterministic": "torch.are_deterministic_algorithms_enabled() while timing.",
+    "compile_mode": "eager, or default when the suite's `compile: true` ran the model through torch.compile.",
+    "peak_mem_mb": "Peak memory of one forward in MiB, weights and input included: CUDA "
+    "max_memory_allocated; on a CPU the torch profiler's running peak plus the resident bytes.",
+    "peak_mem_reserved_mb": "CUDA only: max_memory_reserved in MiB (the caching allocator's blocks, >= "
+    "the allocated peak); null on a CPU.",
+    "mem_kind": "How the memory peak was read: cuda_max_allocated or cpu_profiler_peak.",
+    "resident_mem_mb": "The part of the peak already held before the forward (weights, buffers, input), in MiB.",
+    "train_ms_median": "Median time of one training step (forward, loss, backward, AdamW step) in ms, "
+    "timed like latency (CUDA events / perf_counter).",
+    "train_ms_iqr": "Interquartile range of the training-step times, in ms.",
+    "train_ms_p90": "90th percentile of the training-step times, in ms.",
+    "train_ms_samples": "Every timed training step's time in ms: compare's samples test reads them.",
+    "train_img_s": "Training images per second at the median step time.",
+    "train_peak_mb": "Peak memory of a steady-state training step in MiB (gradients and AdamW moments "
+    "exist): CUDA allocator peak, or the CPU profiler's peak plus resident bytes.",
+    "train_state_mb": "Parameters + gradients + AdamW's two moments, in MiB, computed from the tensors.",
+    "train_activation_mb": "Training peak - state - input, in MiB: what grows with the input and what "
+    "gradient checkpointing trades for recomputation.",
+    "train_mem_kind": "How the training peak was read: cuda_max_allocated or cpu_profiler_peak.",
+    "capacity_resolution": "The largest square resolution (a multiple of 32 px) whose step stays within "
+    "the suite's memory budget; null if not even the smallest fits.",
+    "capacity_peak_mb": "Measured peak memory at capacity_resolution, in MiB.",
+    "capacity_budget_mb": "The memory budget searched against (suite `capacity.memory`), in MiB.",
+    "capacity_capped": "True when the answer reached the search's `limit`: the real capacity may be larger.",
+    "capacity_probes": "Every size the capacity search tried: [size, peak MiB or null, status].",
+    "top1": "ImageNet top-1 accuracy in % on the validation images evaluated.",
+    "top5": "ImageNet top-5 accuracy in %.",
+    "miou": "ADE20k mean intersection-over-union over the 150 classes, in %.",
+    "macc": "ADE20k mean per-class pixel accuracy, in %.",
+    "aacc": "ADE20k overall pixel accuracy (all pixels), in %.",
+    "bbox_ap": "COCO box AP @[.50:.95] (pycocotools), in points.",
+    "bbox_ap50": "COCO box AP at IoU 0.50, in points.",
+    "bbox_ap75": "COCO box AP at IoU 0.75, in points.",
+    "bbox_aps": "COCO box AP on small objects (area < 32²), in points.",
+    "bbox_apm": "COCO box AP on medium objects (32² to 96²), in points.",
+    "bbox_apl": "COCO box AP on large objects (area > 96²), in points.",
+    "segm_ap": "COCO mask AP @[.50:.95] (pycocotools), in points.",
+    "segm_ap50": "COCO mask AP at IoU 0.50, in points.",
+    "segm_ap75": "COCO mask AP at IoU 0.75, in points.",
+    "segm_aps": "COCO mask AP on small objects, in points.",
+    "segm_apm": "COCO mask AP on medium objects, in points.",
+    "segm_apl": "COCO mask AP on large objects, in points.",
+    "num_images": "Images the accuracy evaluation scored (after `limit` and skipped unreadable files).",
+}
+
+METRICS: dict[str, Metric] = {
+    m.column: replace(m, doc=m.doc or METRIC_DOCS.get(m.column, "")) for m in _TABLE
+}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import copy
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,19 @@ from .located import Located, SuiteError
 from .metrics import COST_MEASURES, MEASURES, TASKS
 from .sizes import parse_memory
 
-__all__ = ["Setting", "SETTINGS", "TOP_KEYS", "SuiteParser", "METRICS", "DTYPES", "EVAL_OPTIONS"]
+__all__ = [
+    "Setting",
+    "SETTINGS",
+    "TOP_KEYS",
+    "SuiteParser",
+    "METRICS",
+    "DTYPES",
+    "EVAL_OPTIONS",
+    "MODEL_KEY_DOCS",
+    "CAPACITY_KEY_DOCS",
+    "LATENCY_KEY_DOCS",
+    "EVAL_OPTION_DOCS",
+]
 
 METRICS = MEASURES  # params, flops, latency, memory, then the accuracy tasks (pacabench.spec.metrics)
 DEVICES = ("auto", "cpu", "cuda")
@@ -53,11 +65,19 @@ _SUITE_DEFAULT = _SuiteDefault()
 @dataclass(frozen=True)
 class Setting:
     """One top-level key: ``read(parser, value, path)`` checks the value the file gives (``absent``
-    when the key is not there; by default the ``Suite`` field's default) and returns the field's value."""
+    when the key is not there; by default the ``Suite`` field's default) and returns the field's value.
+
+    ``doc`` (one line), ``json`` (the JSON Schema of the value: what ``read`` accepts, as far as a
+    schema can say) and ``example`` (a YAML value) are what the suite reference page and
+    ``pacabench schema`` show (``pacabench.spec.suite_schema``); tests/test_docs.py checks that
+    every key has them and that the schema and the parser agree."""
 
     key: str
     read: Reader
     absent: Any = _SUITE_DEFAULT
+    doc: str = ""
+    json: dict = field(default_factory=dict, hash=False, compare=False)
+    example: str = ""
 
     def default(self) -> Any:
         """The value read when the file does not have the key (a fresh copy)."""
@@ -335,30 +355,148 @@ def one_of(options: tuple[str, ...], cut: int | None = None) -> Reader:
     return read
 
 
+_POS_INT = {"type": "integer", "minimum": 1}
+_BOOL = {"type": "boolean"}
+_HW = {"anyOf": [{"type": "integer", "minimum": 32}, {"type": "array", "prefixItems": [{"type": "integer",
+       "minimum": 32}] * 2, "minItems": 2, "maxItems": 2}]}  # fmt: skip
+_POS_INTS = {"type": "array", "minItems": 1, "items": _POS_INT}
+
 # The suite's top-level keys, in the order they are checked (the first problem is the one reported).
+# fmt: off
 SETTINGS: tuple[Setting, ...] = (
-    Setting("name", SuiteParser.name, None),
-    Setting("description", SuiteParser.description, ""),
-    Setting("models", SuiteParser.models, None),
-    Setting("resolutions", SuiteParser.resolutions, [224]),
-    Setting("batch_sizes", SuiteParser.batch_sizes, [1]),
-    Setting("dtypes", SuiteParser.dtypes, ["fp32"]),
-    Setting("device", one_of(DEVICES), "auto"),
-    Setting("threads", SuiteParser.threads, None),
-    Setting("metrics", SuiteParser.metrics, list(COST_MEASURES)),
-    Setting("latency", SuiteParser.latency, {}),
-    Setting("eval", SuiteParser.eval, {}),
-    Setting("counter", one_of(COUNTERS, cut=200)),
-    Setting("modes", SuiteParser.modes),
-    Setting("capacity", SuiteParser.capacity, None),
-    Setting("channels_last", SuiteParser.boolean, False),
-    Setting("compile", SuiteParser.boolean, False),
-    Setting("isolate", SuiteParser.boolean),
-    Setting("executor", SuiteParser.executor, None),
-    Setting("grad_checkpointing", SuiteParser.boolean),
-    Setting("batch_decay", SuiteParser.boolean),
+    Setting("name", SuiteParser.name, None,
+            "The suite's name: names its results folder (results/<name>/<run>); default: the file's stem.",
+            {"type": ["string", "null"], "pattern": "^[-_]*[A-Za-z0-9][A-Za-z0-9_-]*$", "maxLength": MAX_NAME,
+             "not": {"const": "baselines"}}, "resolution_scaling"),
+    Setting("description", SuiteParser.description, "",
+            "Free text for the reader (kept in the run folder's suite.yaml); never part of the digest.",
+            {}, "PaCa-ViT vs Swin vs PVTv2 at 224-1024 px"),
+    Setting("models", SuiteParser.models, None,
+            "The models to measure: names (ours, any timm architecture, or a module:function factory) or "
+            "mappings with per-model settings (see the model keys).",
+            {"type": "array", "minItems": 1, "items": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/model"}]}},
+            "[pacavit_tiny_p2cconv_100_0, {name: swin_tiny_patch4_window7_224, checkpoint: ckpt/swin_t.pth}]"),
+    Setting("resolutions", SuiteParser.resolutions, [224],
+            "Input sizes: an int R (R x R) or [h, w]; every side at least 32 px. One case per size.",
+            {"type": "array", "minItems": 1, "items": _HW}, "[224, 512, [512, 1024]]"),
+    Setting("batch_sizes", SuiteParser.batch_sizes, [1],
+            "Batch sizes, one case each; or per device, {cpu: [...], cuda: [...]}, for a reduced CPU protocol.",
+            {"anyOf": [_POS_INTS, {"type": "object", "properties": {"cpu": _POS_INTS, "cuda": _POS_INTS},
+                                   "required": ["cpu", "cuda"], "additionalProperties": False}]},
+            "{cpu: [1], cuda: [1, 64]}"),
+    Setting("dtypes", SuiteParser.dtypes, ["fp32"],
+            "Precisions, one case each: fp32, fp16 or bf16 (autocast; weights stay fp32), or amp (fp16 on "
+            "CUDA, bf16 on a CPU: the row records which).",
+            {"anyOf": [{"enum": list(DTYPES)}, {"type": "array", "minItems": 1, "items": {"enum": list(DTYPES)}}]},
+            "[fp32, amp]"),
+    Setting("device", one_of(DEVICES), "auto",
+            "Where the cases run: cpu, cuda, or auto (cuda when torch sees a GPU); `run --device` overrides.",
+            {"enum": list(DEVICES)}, "cuda"),
+    Setting("threads", SuiteParser.threads, None,
+            "torch.set_num_threads for every case on a CPU; null keeps torch's default (all cores).",
+            {"anyOf": [_POS_INT, {"type": "null"}]}, "4"),
+    Setting("metrics", SuiteParser.metrics, list(COST_MEASURES),
+            "What to measure: params, flops, latency, memory (the default), capacity (needs a capacity "
+            "block), and accuracy tasks imagenet, ade20k, coco (each needs its eval block).",
+            {"type": "array", "minItems": 1, "items": {"enum": list(METRICS)}}, "[params, flops, latency]"),
+    Setting("latency", SuiteParser.latency, {},
+            "How latency is timed (warm-up, iterations, budget, rounds); `cpu:` / `cuda:` sub-blocks "
+            "override keys on that device.",
+            {"$ref": "#/$defs/latency"}, "{warmup: 3, iters: 20, cuda: {warmup: 10, iters: 50}}"),
+    Setting("eval", SuiteParser.eval, {},
+            "Accuracy evaluation per task (imagenet, ade20k, coco): data folder and options; the task "
+            "runs when `metrics` names it (or when metrics names no cost measurement).",
+            {"$ref": "#/$defs/eval"}, "{imagenet: {data: /data/imagenet/val, batch_size: 128}}"),
+    Setting("counter", one_of(COUNTERS, cut=200), doc=
+            "FLOP counter of the flops metric: fvcore (gflops), torch (FlopCounterMode: gflops_torch) or "
+            "both (and counter_diff_pct). Default fvcore.",
+            json={"enum": list(COUNTERS)}, example="both"),
+    Setting("modes", SuiteParser.modes, doc=
+            "inference (a forward) and/or train (forward, loss, backward, AdamW step: the train_* columns). "
+            "Default [inference].",
+            json={"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(MODES)}},
+            example="[inference, train]"),
+    Setting("capacity", SuiteParser.capacity, None,
+            "The budget of metric capacity: the largest resolution whose step fits `memory` (e.g. 4GiB), "
+            "searched up to `limit` px.",
+            {"$ref": "#/$defs/capacity"}, "{memory: 4GiB, limit: 2048}"),
+    Setting("channels_last", SuiteParser.boolean, False,
+            "Run the model and its input in channels_last memory format (NHWC kernels on a GPU). Default false.",
+            _BOOL, "true"),
+    Setting("compile", SuiteParser.boolean, False,
+            "torch.compile the model before timing (compile time is not timed). Default false.", _BOOL, "true"),
+    Setting("isolate", SuiteParser.boolean, doc=
+            "Run each case in a fresh Python process, so one model's allocator state or a crash cannot "
+            "touch the next. Default false.", json=_BOOL, example="true"),
+    Setting("executor", SuiteParser.executor, None,
+            "Where the cases run: in this process, local subprocesses, or SLURM jobs via submitit "
+            "(see the executor keys); `run --executor` overrides. Not part of the digest.",
+            {"$ref": "#/$defs/executor"}, "{kind: slurm, partition: gpu, gpus_per_node: 1, timeout_min: 30}"),
+    Setting("grad_checkpointing", SuiteParser.boolean, doc=
+            "Train mode with activation checkpointing (needs train in `modes`). Default false.",
+            json=_BOOL, example="true"),
+    Setting("batch_decay", SuiteParser.boolean, doc=
+            "A case that runs out of memory retries at smaller batches (timm's decay_batch_step); the row "
+            "records batch_size_used. Default false.", json=_BOOL, example="true"),
 )
+# fmt: on
 TOP_KEYS = {s.key for s in SETTINGS}
+
+# One line per nested key (the suite reference and the JSON Schema's descriptions; tests/test_docs.py
+# checks each table covers its keys). The executor block's are pacabench.spec.executor.EXECUTOR_DOCS.
+MODEL_KEY_DOCS: dict[str, str] = {
+    "name": "The model: one of ours, any timm architecture (name or name.tag), or module:function / file.py:function.",
+    "checkpoint": "Weights to load (the authors' or timm's file; keys remapped); relative to the suite file.",
+    "resolutions": "This model's input sizes instead of the suite's.",
+    "batch_sizes": "This model's batch sizes instead of the suite's (a plain list).",
+    "clusters": "PaCa-ViT: the clusters per stage, passed to the model as kwargs.clusters.",
+    "label": "A note for the reader (a string): accepted and checked, not used; rows and reports show the name.",
+    "kwargs": "Keyword arguments for the model builder (timm.create_model or the factory), e.g. {drop_path_rate: 0}.",
+    "head": "Segmentation head for ade20k cases: paca or upernet (else eval.ade20k.head).",
+}
+CAPACITY_KEY_DOCS: dict[str, str] = {
+    "memory": "The memory budget: a size such as 4GiB, 512MiB, 24GB (stored in bytes).",
+    "limit": "The largest resolution searched, in px (>= 64); the row says capacity_capped when reached.",
+}
+LATENCY_KEY_DOCS: dict[str, str] = {
+    "warmup": "Untimed forwards before timing (>= 0; on a GPU followed by a synchronize). Default 3.",
+    "iters": "Timed forwards (per round with `rounds`), unless the time budget ends them. Default 20.",
+    "min_iters": "Timed forwards made even when the time budget is spent. Default 3.",
+    "time_budget_s": "Stop timing after this many seconds (once min_iters are done); null: no budget. Default null.",
+    "rounds": "Split the timing into R rounds (iters, min_iters, time_budget_s per round). Default 1.",
+    "interleave": "With rounds: the cases of one resolution alternate round by round in one process, so a "
+    "slow spell hits every model alike. Default false.",
+}
+EVAL_OPTION_DOCS: dict[str, str] = {
+    "data": "The data set folder (ImageNet val, ADE20k root, COCO images) on the machine that runs the case.",
+    "checkpoints": "model name -> weights file, for models without their own `checkpoint`.",
+    "img_size": "Input size (an int or [h, w]); default the task's (imagenet 224, ade20k 512, coco 800).",
+    "workers": "DataLoader worker processes (>= 0); default: the evaluation's own choice.",
+    "limit": "Evaluate only the first N images (sorted): a quick check, not a score to publish.",
+    "num_classes": "Classes of the head (imagenet 1000, ade20k 150, coco 80 by default).",
+    "save_predictions": "Write the predictions here (ImageNet: a file, ADE20k: one PNG per image, COCO: a json).",
+    "batch_size": "ImageNet: images per batch. Default 64.",
+    "labels": "ImageNet: a label file (`relative/path label_index` per line) for a flat folder of images.",
+    "crop_pct": "ImageNet: centre-crop fraction of the resize (timm's crop_pct); default the model's config.",
+    "interpolation": "ImageNet: resize interpolation (bicubic, bilinear, ...); default the model's config.",
+    "skip_bad": "Count an unreadable image as skipped instead of failing the case. Default false.",
+    "channels_last": "Evaluate in channels_last memory format. Default false.",
+    "head": "ADE20k: the segmentation head, paca or upernet.",
+    "mode": "ADE20k: whole-image inference or slide (crop_size windows every stride px). Default whole.",
+    "clusters": "ADE20k: PaCa-ViT clusters per stage of the dense-task backbone.",
+    "per_class": "ADE20k: per-class IoU/accuracy CSV; a suite run writes it into the run folder as "
+    "per_class_iou_<case>.csv whatever the value.",
+    "scale": "ADE20k: the keep-ratio test resize [w, h]. Default [2048, 512]; null: the original size.",
+    "crop_size": "ADE20k slide mode: window size in px. Default 512.",
+    "stride": "ADE20k slide mode: window step in px. Default 341.",
+    "split": "ADE20k: the split folder. Default validation.",
+    "ann": "COCO: the instances annotations json (e.g. instances_val2017.json). Required.",
+    "min_size": "COCO: test-time short side in px. Default 800.",
+    "max_size": "COCO: test-time long-side cap in px. Default 1333.",
+    "max_proposals": "COCO: RPN proposals kept per image. Default 1000.",
+    "max_detections": "COCO: detections kept per image. Default 100.",
+    "seed": "COCO: seeds the random weights built when no checkpoint is given (every rank alike). Default 0.",
+}
 
 
 _SUITE_FIELDS = {f.name: f for f in fields(Suite)}
