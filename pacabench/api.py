@@ -75,6 +75,8 @@ def run(
     max_cases: int | None = None,
     on_progress: Any = None,
     trust_code: bool = False,
+    latency_mode: str | None = None,
+    compile_mode: str | None = None,
 ) -> Run:
     """Measure a suite into a run folder (what ``pacabench run`` does) and return the ``Run``.
 
@@ -101,6 +103,8 @@ def run(
             ``on_<event>`` methods, or a callable ``fn(event, value)``.
         trust_code: run the suite's model factories (``module:function`` or ``file.py:function``
             entries import and call the user's code); without it such a suite is refused.
+        latency_mode, compile_mode: override the suite's ``latency: {mode, compile_mode}`` for
+            every device (eager, cuda_graph, compiled; ``pacabench.spec.suite.with_latency_mode``).
 
     Raises:
         PacabenchError: bad input, before any folder is made; ``RunLockedError``: another process
@@ -109,8 +113,13 @@ def run(
     from .runs.folder import prepare_resume
     from .runs.progress import as_progress
     from .runs.runner import sigterm_as_interrupt
+    from .spec.suite import Suite, load_suite, with_latency_mode
 
     progress = as_progress(on_progress)
+    if latency_mode is not None or compile_mode is not None:
+        suite = with_latency_mode(
+            suite if isinstance(suite, Suite) else load_suite(suite), latency_mode, compile_mode
+        )
     s, ex = _checked(suite, device, max_cases, executor, detach, progress, trust_code)
     resuming = resume or resume_from is not None
     rd = _run_folder(s, results_dir, run_id, resuming, resume_from, progress)

@@ -38,6 +38,7 @@ from ..measure.flops_torch import count_flops_as
 from ..measure.kernels import gemm_peak, kernel_record, row_efficiency
 from ..measure.latency import measure_latency, measure_rounds
 from ..measure.memory import measure_peak_memory, resident_bytes
+from ..measure.modes import Unmeasurable, compiled_forward, cuda_graph_forward
 from ..measure.oom import is_oom
 from ..measure.precision import autocast
 from ..measure.train import train_case
@@ -231,12 +232,23 @@ def _memory(b: _Bench) -> Any:
 
 def _latency(b: _Bench) -> _Timing:
     """The timing, prepared. The SDPA backends are read on one forward of the eager model (not
-    compiled: a TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up."""
+    compiled: a TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up.
+    In the suite's latency mode ``cuda_graph`` or ``compiled`` the timed callable is built here (the
+    capture or the compilation: not timed), and the suite's warm-up calls all run on it."""
     _, x, first = b.inputs
     kernels = kernel_record(
         functools.partial(_forward, b.model, x, b.case.dtype, b.dev), b.dev, b.case.compile
     )
-    return _Timing(b, b.forward, _warmup_left(b.case, first), kernels)
+    mode = b.case.latency_mode
+    if mode == "eager":
+        return _Timing(b, b.forward, _warmup_left(b.case, first), kernels)
+    if mode == "cuda_graph":
+        forward = cuda_graph_forward(b.model, x, b.case.dtype, b.dev)
+    else:
+        compile_mode = b.case.latency.compile_mode
+        forward = compiled_forward(b.model, lambda m: _forward(m, x, b.case.dtype, b.dev), compile_mode)
+        kernels["compile_mode"] = compile_mode
+    return _Timing(b, forward, b.case.latency.warmup, kernels)
 
 
 def _train(b: _Bench) -> Any:
@@ -410,7 +422,7 @@ def _outcome(case: Case, row: Row):
         row.status = "ok"
     except KeyboardInterrupt:
         raise
-    except ResolutionError as e:
+    except (ResolutionError, Unmeasurable) as e:  # a size the model refuses; a mode it cannot run in
         row.status, row.error = "skipped", str(e)
     except BaseException as e:  # noqa: BLE001 - one failing case must not stop the suite
         if isinstance(e, SystemExit):
