@@ -152,3 +152,22 @@ def test_compiled_mode_runs_on_the_cpu():
     assert row.latency_iters >= 2 and len(row.latency_ms_samples) == row.latency_iters
     eager = run_case(_suite(TIMING).cases()[0])
     assert 1 / 3 < row.latency_ms_median / eager.latency_ms_median < 3
+
+
+def test_the_gpu_modes_suite_is_the_planned_grid():
+    """Four tiny models × 512²/1024² × batch 1/8, fp32 on CUDA, unstable cases retried; the run
+    script picks the mode, so the file itself is eager (its keys those of any eager run)."""
+    from pathlib import Path
+
+    from pacabench.spec.suite import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "gpu_modes.yaml")
+    cases = suite.cases("cuda")
+    assert {c.model for c in cases} == {
+        "pacavit_tiny_p2cconv_100_0", "swin_tiny_patch4_window7_224", "pvt_tiny", "pvt_v2_b1",
+    }  # fmt: skip
+    assert len(cases) == 4 * 2 * 2 and {c.resolution[0] for c in cases} == {512, 1024}
+    assert {c.batch_size for c in cases} == {1, 8} and {c.dtype for c in cases} == {"fp32"}
+    assert all(c.latency.retry_unstable and c.latency_mode == "eager" for c in cases)
+    graph = with_latency_mode(suite, "cuda_graph").cases("cuda")
+    assert all(str(c.key).endswith("|lat=cuda_graph") for c in graph)

@@ -154,3 +154,27 @@ def test_no_launch_bound_row_leaves_the_table_numeric():
     tab = pd.DataFrame({"512": [4.25, 9.5]}, index=pd.Index(["a", "b"], name="model"))
     assert mark_launch_bound(tab, df, ["model"], "{:.2f}") is None
     assert LAUNCH_MARK not in render_markdown(df)
+
+
+def test_an_unstable_case_is_retried_once_and_the_retry_kept(monkeypatch):
+    """With ``latency: {retry_unstable: true}`` an unstable first timing is timed again; the row is
+    the retry's, says it was retried, and keeps the first try's evidence."""
+    from pacabench.measure.stability import Stability
+    from pacabench.runs import runner
+
+    verdicts = iter([Stability(True, "drift: median 1 ms first half vs 2 ms second half"), Stability(False)])
+    seen = []
+    monkeypatch.setattr(runner, "assess", lambda s: seen.append(list(s)) or next(verdicts, Stability(False)))
+    suite = parse_suite(
+        "name: t\nmodels: [pvt_v2_b0]\nresolutions: [64]\ndevice: cpu\nthreads: 1\nmetrics: [params, latency]\n"
+        "latency: {warmup: 0, iters: 3, min_iters: 3, retry_unstable: true}\n",
+        "t.yaml",
+    )
+    row = run_case(suite.cases()[0])
+    assert row.status == "ok" and row.latency_retried is True and row.latency_unstable is False
+    assert (
+        row.latency_unstable_why
+        == "stable when retried; first try: drift: median 1 ms first half vs 2 ms second half"
+    )
+    assert row.latency_ms_samples == pytest.approx(seen[1], abs=1e-3)  # the kept samples are the retry's
+    assert seen[0] != seen[1]

@@ -273,6 +273,16 @@ def _status_counts(df: pd.DataFrame) -> str:
     return ", ".join(f"{v} {k}" for k, v in st.items())
 
 
+def _metric_section(m: str, tab: pd.DataFrame, cost: pd.DataFrame, fam) -> Section:
+    """One metric's models × resolutions section; launch-bound GPU cells of a latency table carry
+    a dagger and the title says what it means (``pacabench.reports.marks``)."""
+    title, fmt = METRICS[m]
+    marked = mark_launch_bound(tab, cost, group_cols(cost), fmt) if m in MARKED_METRICS else None
+    if marked is not None:
+        tab, title, fmt = marked, f"{title} — {launch_bound_note()}", "{}"
+    return Section(title, fam(tab), fmt)
+
+
 def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Section]:
     """Every table of a run's report, in order: per metric, scaling, relative cost, failures, accuracy."""
     secs: list[Section] = []
@@ -281,11 +291,7 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
     fam = (lambda t: with_family(t, cost)) if zoo else (lambda t: t)
     if not cost.empty:
         for m, tab in all_metric_tables(cost).items():
-            title, fmt = METRICS[m]
-            marked = mark_launch_bound(tab, cost, group_cols(cost), fmt) if m in MARKED_METRICS else None
-            if marked is not None:  # launch-bound GPU cells carry a dagger (pacabench.reports.marks)
-                tab, title, fmt = marked, f"{title} — {launch_bound_note()}", "{}"
-            secs.append(Section(title, fam(tab), fmt))
+            secs.append(_metric_section(m, tab, cost, fam))
         raw = scaling_table(cost)
         sc = raw
         for m in columns(samples="latency_ms_samples"):  # the fitted exponent's 95% interval
