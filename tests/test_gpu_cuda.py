@@ -104,38 +104,32 @@ def test_a_launch_bound_loop_shows_a_low_busy_share():
     assert busy is not None and busy / rec.median_ms < 0.2 < LAUNCH_BOUND_SHARE
 
 
-def test_tiny_models_at_512_b1_are_faster_as_graphs_and_the_graph_keeps_the_gpu_busy():
-    """The issue's acceptance: for each tiny model at 512² b1, the cuda_graph row is faster than
-    the eager row and its busy share is ≥ 0.9; every row carries energy per image."""
-    for model in (PACA_T, "swin_tiny_patch4_window7_224", "pvt_tiny", "pvt_v2_b1"):
-        eager, graph = run_case(_case(model, 512)), run_case(_case(model, 512, mode="cuda_graph"))
-        assert eager.status == "ok" and graph.status == "ok", (model, eager.error, graph.error)
-        print(
-            f"{model}: eager {eager.latency_ms_median:.3f} ms (busy {eager.gpu_busy_share:.2f}), "
-            f"graph {graph.latency_ms_median:.3f} ms (busy {graph.gpu_busy_share:.2f}), "
-            f"energy {eager.energy_mj_per_image} / {graph.energy_mj_per_image} mJ/img"
-        )
-        assert graph.latency_ms_median < eager.latency_ms_median, model
-        assert graph.gpu_busy_share >= 0.9, (model, graph.gpu_busy_share)
-        assert graph.launch_bound is False and graph.latency_mode == "cuda_graph"
-        for row in (eager, graph):
-            assert row.energy_mj_per_image is not None and row.energy_mj_per_image > 0, model
-            assert row.latency_peak_reserved_mb >= row.latency_peak_alloc_mb > 0
-
-
-def test_compiled_row_on_the_gpu():
-    """torch.compile's default mode (the autotuning modes take minutes: not in the device budget)."""
-    row = run_case(_case("pvt_v2_b0", 224, batch=8, mode="compiled"))
-    assert row.status == "ok", row.error
-    assert (
-        row.latency_mode == "compiled" and row.compile_mode == "default" and row.case_id.endswith("(default)")
+def test_paca_t_at_512_b1_is_faster_as_a_graph_and_the_graph_keeps_the_gpu_busy():
+    """The issue's acceptance on one model (the run script's modes stage shows all four): at 512²
+    b1 the cuda_graph row is faster than the eager row, its busy share is ≥ 0.9, and both rows
+    carry energy per image and the allocator's peaks over the timed loop."""
+    eager, graph = run_case(_case(PACA_T, 512)), run_case(_case(PACA_T, 512, mode="cuda_graph"))
+    assert eager.status == "ok" and graph.status == "ok", (eager.error, graph.error)
+    print(
+        f"PaCa-T 512 b1: eager {eager.latency_ms_median:.3f} ms (busy share {eager.gpu_busy_share}), "
+        f"graph {graph.latency_ms_median:.3f} ms (busy share {graph.gpu_busy_share}), "
+        f"energy {eager.energy_mj_per_image} / {graph.energy_mj_per_image} mJ/img"
     )
-    assert row.gpu_busy_ms is not None and row.gpu_busy_ms <= row.latency_ms_median * 1.1
+    assert graph.latency_ms_median < eager.latency_ms_median
+    assert graph.gpu_busy_share is not None and graph.gpu_busy_share >= 0.9, graph.gpu_busy_share
+    assert graph.launch_bound is False and graph.latency_mode == "cuda_graph"
+    for row in (eager, graph):
+        assert row.energy_mj_per_image is not None and row.energy_mj_per_image > 0
+        assert row.energy_window_s >= 0.5  # a short timed loop extended for the counter's resolution
+        assert row.latency_peak_reserved_mb >= row.latency_peak_alloc_mb > 0
+        assert row.gpu_sm_clock_mhz > 0 and row.gpu_power_limit_w > 0
 
 
 def test_compiled_forward_matches_eager_numbers():
+    """torch.compile's default mode (the autotuning modes take minutes: not in the device budget);
+    the compiled rows themselves come from the run script's modes stage."""
     model = create_model("pvt_v2_b0", img_size=224).cuda().eval()
-    x = torch.randn(8, 3, 224, 224, device="cuda")  # the shape of the row above: inductor's cache
+    x = torch.randn(2, 3, 224, 224, device="cuda")
 
     def run(m):
         with torch.inference_mode():

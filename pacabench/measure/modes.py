@@ -113,7 +113,10 @@ def cuda_graph_forward(
     except Exception as e:  # noqa: BLE001 - capture errors come as RuntimeError, AcceleratorError, ...
         if is_oom(e):
             raise
-        torch.cuda.synchronize(dev)
+        try:  # the failed capture ended; let the device finish what was queued before it
+            torch.cuda.synchronize(dev)
+        except Exception:  # noqa: BLE001 - the capture's own error is the one to report
+            pass
         raise Unmeasurable(f"cannot be captured in a CUDA graph: {_one_line(e)}") from e
 
     def replay() -> Any:

@@ -7,8 +7,10 @@ throttle reasons seen, and the energy: the difference of the NVML total-energy c
 across the loop, divided by the images the loop processed = ``energy_mj_per_image``. It is the
 whole board's energy, idle waits between kernels included: a launch-bound row pays for them.
 
-The counter refreshes every few tens of milliseconds, so a loop shorter than about half a second
-reads it coarsely: ``energy_window_s`` says how long the loop was. No NVML, no GPU, a counter a
+The counter refreshes every few tens of milliseconds, so a loop shorter than ``ENERGY_MIN_S`` would
+read it coarsely: the runner extends such a window with untimed calls of the same forward (each
+synchronised, as the timed ones are) and counts their images too; ``energy_window_s`` says how
+long the window was. No NVML, no GPU, a counter a
 GPU lacks: that column is None, never estimated. On a CPU nothing is read (no RAPL here).
 """
 
@@ -22,9 +24,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Telemetry", "nvml_window", "gpu_window", "open_nvml", "throttle_names", "SAMPLE_S"]
+__all__ = [
+    "Telemetry",
+    "nvml_window",
+    "gpu_window",
+    "open_nvml",
+    "throttle_names",
+    "SAMPLE_S",
+    "ENERGY_MIN_S",
+]
 
 SAMPLE_S = 0.05  # seconds between samples of clocks, power and temperature
+ENERGY_MIN_S = 0.5  # the shortest window the energy per image is read over
 MB = 1 << 20
 # NVML's clock event ("throttle") reason bits (nvml.h: nvmlClocksEventReason*)
 THROTTLE_BITS = {

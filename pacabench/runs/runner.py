@@ -42,7 +42,7 @@ from ..measure.modes import Unmeasurable, busy_columns, compiled_forward, cuda_g
 from ..measure.oom import is_oom
 from ..measure.precision import autocast
 from ..measure.stability import Stability, assess
-from ..measure.telemetry import gpu_window
+from ..measure.telemetry import ENERGY_MIN_S, gpu_window
 from ..measure.train import train_case
 from ..models import ResolutionError, get_spec
 from ..spec.metrics import REFILL, TASKS, TIMED, metrics_of
@@ -343,14 +343,22 @@ def _stability(row: Row, verdict: Stability | None) -> None:
 
 def _time_once(t: _Timing, warmup: int) -> tuple[Any, dict[str, Any]]:
     """One timing of a case alone, with the GPU telemetry of its timed loop (``gpu_window``; all
-    None off CUDA): energy per image = the loop's energy ÷ (iterations × batch)."""
-    case, got = t.bench.case, []
+    None off CUDA). A loop shorter than ``ENERGY_MIN_S`` is extended inside the window by untimed
+    calls of the same forward (the energy counter's resolution); energy per image = the window's
+    energy ÷ ((timed + extra calls) × batch)."""
+    case, got, extra = t.bench.case, [], [0]
 
     @contextlib.contextmanager
     def window():
         with gpu_window(t.bench.dev) as tel:
             got.append(tel)
+            start = time.perf_counter()
             yield
+            if t.bench.dev.type == "cuda":
+                while time.perf_counter() - start < ENERGY_MIN_S:
+                    t.forward()
+                    torch.cuda.synchronize(t.bench.dev)
+                    extra[0] += 1
 
     if case.latency.rounds == 1:
         rec = measure_latency(t.forward, warmup=warmup, around=window(), **_timing_kw(case))
@@ -359,7 +367,7 @@ def _time_once(t: _Timing, warmup: int) -> tuple[Any, dict[str, Any]]:
                                 around=window(), **_timing_kw(case))  # fmt: skip
     if isinstance(rec, Exception):
         raise rec
-    return rec, got[0].columns(rec.iters * case.batch_size) if got else {}
+    return rec, got[0].columns((rec.iters + extra[0]) * case.batch_size) if got else {}
 
 
 def _time_alone(t: _Timing) -> tuple[Any, dict[str, Any]]:
