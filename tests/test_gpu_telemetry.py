@@ -108,10 +108,17 @@ def test_busy_time_is_the_union_of_device_intervals():
 def test_device_intervals_read_only_gpu_events():
     from torch.autograd import DeviceType
 
-    def ev(kind, start, end):
-        return types.SimpleNamespace(device_type=kind, time_range=types.SimpleNamespace(start=start, end=end))
+    def ev(dev, start, end, activity="kernel"):
+        span = types.SimpleNamespace(start=start, end=end)
+        return types.SimpleNamespace(device_type=dev, time_range=span, activity_type=activity)
 
-    events = [ev(DeviceType.CPU, 0, 10_000), ev(DeviceType.CUDA, 100, 600), ev(DeviceType.CUDA, 700, 900)]
+    events = [
+        ev(DeviceType.CPU, 0, 10_000, "cpu_op"),
+        ev(DeviceType.CUDA, 100, 600),
+        ev(DeviceType.CUDA, 700, 800, "gpu_memcpy"),
+        ev(DeviceType.CUDA, 800, 900, "gpu_memset"),
+        ev(DeviceType.CUDA, 0, 5_000, "gpu_user_annotation"),  # a range, not work: the gaps are idle
+    ]
     assert busy_union_ms(modes._device_intervals(events)) == pytest.approx(0.7)
 
 

@@ -143,13 +143,19 @@ def busy_union_ms(intervals_us: Iterable[tuple[float, float]]) -> float:
     return total / 1000.0
 
 
+# GPU work in a trace; a ``gpu_user_annotation`` (a record_function range drawn on the GPU's
+# timeline, e.g. torch.compile's) spans the gaps between kernels and must not count
+DEVICE_WORK = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
 def _device_intervals(events: Iterable[Any]) -> list[tuple[float, float]]:
-    """The (start, end) microseconds of the GPU-side events of a profiler trace."""
+    """The (start, end) microseconds of the GPU work of a profiler trace (kernels, copies, sets)."""
     from torch.autograd import DeviceType
 
     out = []
     for e in events:
-        if getattr(e, "device_type", None) == DeviceType.CUDA:
+        kind = getattr(e, "activity_type", None)  # absent in an older torch: every device event
+        if getattr(e, "device_type", None) == DeviceType.CUDA and (kind is None or kind in DEVICE_WORK):
             out.append((e.time_range.start, e.time_range.end))
     return out
 
