@@ -75,6 +75,8 @@ def run(
     max_cases: int | None = None,
     on_progress: Any = None,
     trust_code: bool = False,
+    latency_mode: str | None = None,
+    compile_mode: str | None = None,
 ) -> Run:
     """Measure a suite into a run folder (what ``pacabench run`` does) and return the ``Run``.
 
@@ -101,6 +103,7 @@ def run(
             ``on_<event>`` methods, or a callable ``fn(event, value)``.
         trust_code: run the suite's model factories (``module:function`` or ``file.py:function``
             entries import and call the user's code); without it such a suite is refused.
+        latency_mode, compile_mode: the suite's latency mode for every device (``with_latency_mode``).
 
     Raises:
         PacabenchError: bad input, before any folder is made; ``RunLockedError``: another process
@@ -111,6 +114,7 @@ def run(
     from .runs.runner import sigterm_as_interrupt
 
     progress = as_progress(on_progress)
+    suite = _latency_override(suite, latency_mode, compile_mode)
     s, ex = _checked(suite, device, max_cases, executor, detach, progress, trust_code)
     resuming = resume or resume_from is not None
     rd = _run_folder(s, results_dir, run_id, resuming, resume_from, progress)
@@ -119,6 +123,17 @@ def run(
         kw = {"device": device, "max_cases": max_cases, "isolate": isolate, "detach": detach}
         out = ex.execute(s, rd, refill=refill, progress=progress, **kw)
     return Run(rd.path, s, out.summary, out.submissions, out.detached, out.missing)
+
+
+def _latency_override(suite: Any, latency_mode: str | None, compile_mode: str | None) -> Any:
+    """The suite (loaded if a path) with ``pacabench.spec.suite.with_latency_mode`` applied."""
+    if latency_mode is None and compile_mode is None:
+        return suite
+    from .spec.suite import Suite, load_suite, with_latency_mode
+
+    return with_latency_mode(
+        suite if isinstance(suite, Suite) else load_suite(suite), latency_mode, compile_mode
+    )
 
 
 def _run_folder(s: Any, results_dir, run_id: str | None, resuming: bool, resume_from, progress):

@@ -74,3 +74,15 @@ def test_dry_run_runs_every_stage(tmp_path):
     assert "Peak memory at 64²" in summary
     # no CUDA here: the CUDA tests were collected and skipped, none failed
     assert re.search(r"\b\d+ skipped\b", (pack / "pytest-cuda.txt").read_text())
+    # the latency modes stage: the modes suite under eager, cuda_graph (skipped on a CPU) and compiled
+    runs = {p.name.rsplit("-", 1)[-1]: p for p in (pack / "modes" / "gpu_modes").iterdir()}
+    assert set(runs) == {"eager", "cuda_graph", "compiled"}  # run ids <date>-<mode>
+    modes_rows = {
+        k: [json.loads(ln) for ln in (p / "rows.jsonl").read_text().splitlines()] for k, p in runs.items()
+    }
+    assert [r["status"] for r in modes_rows["eager"]] == ["ok"] * 4
+    assert {(r["status"], r["error"]) for r in modes_rows["cuda_graph"]} == {
+        ("skipped", "cuda_graph needs a CUDA device")
+    }
+    assert [(r["status"], r["latency_mode"]) for r in modes_rows["compiled"]] == [("ok", "compiled")]
+    assert "**Latency modes**" in summary and "| PaCa-T | 64² | 1 |" in summary

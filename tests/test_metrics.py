@@ -50,12 +50,13 @@ def test_tables_derived_from_it():
     assert compare.EXACT_METRICS == ("params", "gflops", "gflops_torch")
     assert compare.NOISY_METRICS == {
         "latency_ms_median": "latency_ms_iqr",
+        "energy_mj_per_image": None,
         "peak_mem_mb": None,
         "train_ms_median": "train_ms_iqr",
         "train_peak_mb": None,
     }
     assert compare.ACCURACY_METRICS[:3] == ("top1", "top5", "miou")
-    assert compare.METRIC_GROUPS["latency"] == ("latency_ms_median",)
+    assert compare.METRIC_GROUPS["latency"] == ("latency_ms_median", "energy_mj_per_image")
     assert list(report.METRICS) == [
         "params",
         "gflops",
@@ -64,6 +65,7 @@ def test_tables_derived_from_it():
         "throughput_img_s",
         "achieved_gflops_s",
         "efficiency",
+        "energy_mj_per_image",
         "peak_mem_mb",
         "train_ms_median",
         "train_peak_mb",
@@ -149,6 +151,7 @@ def test_compare_accepts_train_and_every_name_it_accepted():
         "train_ms_median",
         "train_peak_mb",
         "latency_ms_median",
+        "energy_mj_per_image",
     )
     tol = compare.parse_tolerances(["train=0.3"])
     assert tol.for_metric("train_ms_median", "cuda") == tol.for_metric("train_peak_mb", "cpu") == 0.3
@@ -160,7 +163,7 @@ def test_compare_accepts_train_and_every_name_it_accepted():
     # each name sets exactly the columns it names; the others keep their declared tolerance
     names = {
         "": compare.NOISY_METRICS, "exact": compare.EXACT_METRICS, "accuracy": compare.ACCURACY_METRICS,
-        "latency": ("latency_ms_median",), "memory": ("peak_mem_mb",), "mem": ("peak_mem_mb",),
+        "latency": ("latency_ms_median", "energy_mj_per_image"), "memory": ("peak_mem_mb",), "mem": ("peak_mem_mb",),
         "params": ("params",), "flops": ("gflops", "gflops_torch"), "gflops": ("gflops",),
         "train": ("train_ms_median", "train_peak_mb"), "top1": ("top1",), "peak_mem_mb": ("peak_mem_mb",),
     }  # fmt: skip

@@ -1,6 +1,11 @@
 """Summarise a high-resolution run: latency ratios with 95% intervals, memory at the largest size.
 
     python benchmarks/gpu/summarize.py results/high_resolution/<run-id> [--pairs A:B,C:D]
+    python benchmarks/gpu/summarize.py [RUN] --modes RUN_EAGER RUN_GRAPH RUN_COMPILED
+
+``--modes``: runs of one suite in different latency modes (suites/gpu_modes.yaml): per model,
+resolution and batch, eager vs CUDA graph vs compiled latency, the GPU busy share of each and the
+energy per image; † marks a launch-bound row, ‡ an unstable one (its evidence listed below).
 
 Prints markdown: for each pair (default PaCa-T ÷ Swin-T, PaCa-S ÷ Swin-S, PaCa-T ÷ PVT-T,
 PaCa-T ÷ PVTv2-b1), the ratio of median latencies at every resolution, batch and dtype, with a
@@ -134,11 +139,83 @@ def memory_section(rows: list[dict]) -> str:
     )
 
 
+MODES = ("eager", "cuda_graph", "compiled")
+
+
+def _mode_cell(r: dict | None, fmt) -> str:
+    if r is None:
+        return "–"
+    if r.get("status") != "ok":
+        return r.get("status", "?")
+    text = fmt(r)
+    return text + ("†" if r.get("launch_bound") else "") + ("‡" if r.get("latency_unstable") else "")
+
+
+def _ms(r: dict) -> str:
+    return f"{r['latency_ms_median']:.2f}"
+
+
+def _share(r: dict) -> str:
+    return "–" if r.get("gpu_busy_share") is None else f"{r['gpu_busy_share']:.2f}"
+
+
+def _energy(r: dict) -> str:
+    return "–" if r.get("energy_mj_per_image") is None else f"{r['energy_mj_per_image']:.1f}"
+
+
+def modes_section(rows: list[dict]) -> str:
+    """Eager vs CUDA graph vs compiled, per model × resolution × batch (dtype fp32 first)."""
+    by = {(*_key(r), r.get("latency_mode") or "eager"): r for r in rows}
+    modes = [m for m in MODES if any(k[-1] == m for k in by)]
+    head = ["model", "size", "batch"] + [f"{m} ms" for m in modes] + [f"busy {m}" for m in modes]
+    head += [f"mJ/img {m}" for m in modes]
+    lines = [
+        "**Latency modes**: median ms per batch, GPU busy share, energy per image "
+        "(† launch bound: busy share < 0.8; ‡ unstable samples, evidence below)\n",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    for model, x, bs, dt in sorted(
+        {_key(r) for r in rows}, key=lambda k: (models.index(k[0]), k[3], k[1], k[2])
+    ):
+        cases = [by.get((model, x, bs, dt, m)) for m in modes]
+        cells = [_mode_cell(r, _ms) for r in cases] + [_mode_cell(r, _share) for r in cases]
+        cells += [_mode_cell(r, _energy) for r in cases]
+        size = f"{x}²" + ("" if dt == "fp32" else f" {dt}")
+        lines.append(f"| {SHORT.get(model, model)} | {size} | {bs} | " + " | ".join(cells) + " |")
+    why = [
+        f"- {SHORT.get(r['model'], r['model'])} {_key(r)[1]}² b{_key(r)[2]} {r.get('latency_mode') or 'eager'}"
+        + (" (retried)" if r.get("latency_retried") else "")
+        + f": {r['latency_unstable_why']}"
+        for r in rows
+        if r.get("latency_unstable_why")
+    ]
+    return "\n".join(lines) + ("\n\nInstability evidence:\n" + "\n".join(why) if why else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path, help="run folder (or its rows.jsonl)")
+    ap.add_argument("run", type=Path, nargs="?", help="run folder (or its rows.jsonl)")
     ap.add_argument("--pairs", default=None, help="A:B,C:D model pairs (default: PaCa vs Swin/PVT)")
+    ap.add_argument(
+        "--modes", type=Path, nargs="+", default=[], help="runs of one suite in other latency modes"
+    )
     args = ap.parse_args(argv)
+    out = []
+    if args.modes:
+        missing = [p for p in args.modes if not p.exists()]
+        if missing:
+            print(f"summarize: error: no such run: {missing[0]}", file=sys.stderr)
+            return 2
+        mode_rows = [r for p in args.modes for r in _rows(p) if r.get("task", "cost") == "cost"]
+        out.append(modes_section(mode_rows) if mode_rows else "no rows in the latency-mode runs")
+    if args.run is None:
+        if not out:
+            print("summarize: error: give a run folder, or --modes RUN ...", file=sys.stderr)
+            return 2
+        sys.stdout.write("\n\n".join(out) + "\n")
+        return 0
     if not args.run.exists():
         print(f"summarize: error: no such run: {args.run}", file=sys.stderr)
         return 2
@@ -152,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = sum(r.get("status") == "ok" for r in rows)
     dev = next((r.get("device_name") for r in rows if r.get("device_name")), "?")
     out = [
+        *out,
         f"# {rows[0].get('suite', '')} on {dev}: {len(rows)} rows ({ok} ok)\n",
         latency_section(rows, pairs),
         *(latency_table(rows, bs, dt) for bs, dt in _settings(rows)),

@@ -4,7 +4,8 @@
 #
 # The GPU machine (device kind nvidia-h200) has Python 3.12 with torch 2.11 (cu130), torchvision,
 # typer, rich, pandas, pyyaml, matplotlib, pytest, tqdm, tabulate, portalocker and pillow, and no
-# package registry. It lacks fvcore, iopath, yacs, termcolor and pycocotools. fvcore and iopath
+# package registry. It lacks fvcore, iopath, yacs, termcolor, pycocotools and nvidia-ml-py (pynvml:
+# the GPU telemetry and energy per image of every GPU row; pure Python). fvcore and iopath
 # are published as source only: we build pure-Python wheels of them here. timm is carried too, at
 # the version the CPU tests run, so both machines build the same models.
 #
@@ -20,7 +21,8 @@ PIP=("$PY" -m pip --disable-pip-version-check -q)
 # source-only packages: build pure wheels (py3-none-any), no dependencies pulled in
 "${PIP[@]}" wheel --no-deps -w "$DEST" "fvcore==0.1.5.post20221221" "iopath==0.1.10"
 # pure-Python wheels that exist on the index
-"${PIP[@]}" download --no-deps --only-binary=:all: -d "$DEST" "yacs==0.1.8" "termcolor==2.5.0" "timm==1.0.31"
+"${PIP[@]}" download --no-deps --only-binary=:all: -d "$DEST" "yacs==0.1.8" "termcolor==2.5.0" "timm==1.0.31" \
+    "nvidia-ml-py==13.615.71"
 # compiled: the CPython 3.12 manylinux wheel
 "${PIP[@]}" download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \

@@ -39,6 +39,14 @@ def run(
     trust_code: bool = typer.Option(
         False, "--trust-code", help="Run the suite's model factories (module:function entries run code)."
     ),
+    latency_mode: str | None = typer.Option(
+        None, "--latency-mode", help="Override the suite's latency mode: eager, cuda_graph or compiled."
+    ),
+    compile_mode: str | None = typer.Option(
+        None,
+        "--compile-mode",
+        help="torch.compile mode of --latency-mode compiled (default, max-autotune, ...).",
+    ),
 ):
     """Run a suite: every model × resolution × batch × dtype case becomes a row in results/."""
     execute_run(
@@ -46,6 +54,7 @@ def run(
         results_dir=results_dir, run_id=run_id, progress=progress, report=report,
         allow_changed_suite=allow_changed_suite, max_cases=max_cases,
         executor=(executor, partition, parallel, timeout_min, detach), trust_code=trust_code,
+        latency=(latency_mode, compile_mode),
     )  # fmt: skip
 
 
@@ -64,6 +73,7 @@ def execute_run(
     report: bool = True,
     executor: tuple = (None, None, None, None, False),  # kind, partition, parallel, timeout_min, detach
     trust_code: bool = False,
+    latency: tuple[str | None, str | None] = (None, None),  # --latency-mode, --compile-mode
 ) -> None:
     """The body of ``pacabench run`` (also what ``baseline update --measure`` runs)."""
     from ..api import report as render_report
@@ -85,7 +95,7 @@ def execute_run(
                 s, results_dir=results_dir, run_id=run_id, resume=resume, resume_from=resume_from,
                 allow_changed_suite=allow_changed_suite, device=device, isolate=isolate,
                 executor=overrides, detach=detach, max_cases=max_cases, on_progress=hooks,
-                trust_code=trust_code,
+                trust_code=trust_code, latency_mode=latency[0], compile_mode=latency[1],
             )  # fmt: skip
     except KeyboardInterrupt as e:
         if hooks.path is None:

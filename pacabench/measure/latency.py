@@ -9,6 +9,7 @@ the spread, and keep the load average that was recorded with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -139,16 +140,20 @@ def measure_latency(
     time_budget_s: float | None = None,
     device: str | torch.device = "cpu",
     clock: Callable[[], float] | None = None,
+    around: contextlib.AbstractContextManager | None = None,
 ) -> LatencyRecord:
     """Time ``fn()`` (one forward) ``iters`` times after ``warmup`` calls.
 
     With ``time_budget_s`` timing stops early once the budget is spent, but never before
     ``min_iters`` iterations. ``clock`` replaces the CPU clock (tests use a fake one).
+    ``around``: a context entered around the timed iterations only (GPU telemetry:
+    ``pacabench.measure.telemetry.gpu_window``), not the warm-up.
     """
     dev = torch.device(device)
     _warm(fn, warmup, dev, clock)
     load = _loadavg()
-    times, timer = _time_iters(fn, dev, iters, min_iters, time_budget_s, clock)
+    with around if around is not None else contextlib.nullcontext():
+        times, timer = _time_iters(fn, dev, iters, min_iters, time_budget_s, clock)
     return summarize_times(times, batch_size, timer, loadavg_1m=load)
 
 
@@ -163,6 +168,7 @@ def measure_rounds(
     time_budget_s: float | None = None,
     device: str | torch.device = "cpu",
     clock: Callable[[], float] | None = None,
+    around: contextlib.AbstractContextManager | None = None,
 ) -> list[LatencyRecord | Exception]:
     """Time several forwards side by side in ``rounds`` alternating rounds: A B C, A B C, ...
 
@@ -171,7 +177,8 @@ def measure_rounds(
     spell of a shared machine then falls on every function alike instead of on whichever ran
     during it. The record of each function holds all its samples, ``round_sizes`` how many came
     from each round. A function that raises is dropped from the later rounds and its entry is the
-    exception (KeyboardInterrupt propagates).
+    exception (KeyboardInterrupt propagates). ``around``: a context entered around the rounds
+    (not the warm-up).
     """
     dev = torch.device(device)
     out: list[LatencyRecord | Exception | None] = [None] * len(fns)
@@ -184,19 +191,20 @@ def measure_rounds(
             _warm(fn, (warmups or [0] * len(fns))[i], dev, clock)
         except Exception as e:  # noqa: BLE001 - one failing model must not stop the others
             out[i] = e
-    for _ in range(max(1, rounds)):
-        if (load := _loadavg()) is not None:
-            loads.append(load)
-        for i, fn in enumerate(fns):
-            if out[i] is not None:
-                continue
-            try:
-                t, timer = _time_iters(fn, dev, iters, min_iters, time_budget_s, clock)
-            except Exception as e:  # noqa: BLE001
-                out[i] = e
-                continue
-            times[i].extend(t)
-            sizes[i].append(len(t))
+    with around if around is not None else contextlib.nullcontext():
+        for _ in range(max(1, rounds)):
+            if (load := _loadavg()) is not None:
+                loads.append(load)
+            for i, fn in enumerate(fns):
+                if out[i] is not None:
+                    continue
+                try:
+                    t, timer = _time_iters(fn, dev, iters, min_iters, time_budget_s, clock)
+                except Exception as e:  # noqa: BLE001
+                    out[i] = e
+                    continue
+                times[i].extend(t)
+                sizes[i].append(len(t))
     for i in range(len(fns)):
         if out[i] is None:
             rec = summarize_times(times[i], batch_size, timer, loadavg_1m=max(loads) if loads else None)

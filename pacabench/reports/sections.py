@@ -18,6 +18,7 @@ import pandas as pd
 from ..analysis.intervals import exponent_intervals, relative_intervals
 from ..spec.metrics import columns, metric
 from ..spec.sizes import res_label, tokens
+from .marks import MARKED_METRICS, launch_bound_note, mark_launch_bound
 from .tables import markdown_table, md_cell, to_strings
 from .train import CAPACITY_TITLE, TRAIN_TITLE, capacity_table, train_vs_inference_table
 from .zoo import FAMILY_EXP_TITLE, family_exponents, is_zoo, with_family
@@ -65,7 +66,16 @@ _MODE_COLS = ("mode", "grad_checkpointing")  # train vs inference rows of one ru
 def group_cols(df: pd.DataFrame) -> list[str]:
     """Model plus whichever of batch/dtype/device/... vary in this run."""
     cols = ["model"]
-    for c in ("batch_size", "dtype", "device", "channels_last", "compile", "attn_impl", *_MODE_COLS):
+    for c in (
+        "batch_size",
+        "dtype",
+        "device",
+        "channels_last",
+        "compile",
+        "attn_impl",
+        "latency_mode",
+        *_MODE_COLS,
+    ):
         if c in df.columns and df[c].astype(str).nunique() > 1:
             cols.append(c)
     return cols
@@ -263,6 +273,16 @@ def _status_counts(df: pd.DataFrame) -> str:
     return ", ".join(f"{v} {k}" for k, v in st.items())
 
 
+def _metric_section(m: str, tab: pd.DataFrame, cost: pd.DataFrame, fam) -> Section:
+    """One metric's models × resolutions section; launch-bound GPU cells of a latency table carry
+    a dagger and the title says what it means (``pacabench.reports.marks``)."""
+    title, fmt = METRICS[m]
+    marked = mark_launch_bound(tab, cost, group_cols(cost), fmt) if m in MARKED_METRICS else None
+    if marked is not None:
+        tab, title, fmt = marked, f"{title} — {launch_bound_note()}", "{}"
+    return Section(title, fam(tab), fmt)
+
+
 def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Section]:
     """Every table of a run's report, in order: per metric, scaling, relative cost, failures, accuracy."""
     secs: list[Section] = []
@@ -271,7 +291,7 @@ def report_sections(df: pd.DataFrame, reference: str | None = None) -> list[Sect
     fam = (lambda t: with_family(t, cost)) if zoo else (lambda t: t)
     if not cost.empty:
         for m, tab in all_metric_tables(cost).items():
-            secs.append(Section(METRICS[m][0], fam(tab), METRICS[m][1]))
+            secs.append(_metric_section(m, tab, cost, fam))
         raw = scaling_table(cost)
         sc = raw
         for m in columns(samples="latency_ms_samples"):  # the fitted exponent's 95% interval

@@ -80,6 +80,8 @@ def _row_fields() -> list[tuple[str, Any, Any]]:
         ("grad_checkpointing", bool, False),  # train mode with activation checkpointing
         ("batch_decay", bool, False),  # a case that runs out of memory retries at smaller batches
         ("batch_size_used", int | None, None),  # with batch_decay: the batch it ran at
+        ("latency_mode", str, "eager"),  # eager | cuda_graph | compiled (pacabench.measure.modes)
+        ("latency_compile_mode", str | None, None),  # torch.compile's mode of a compiled row
         ("status", str, "ok"),  # ok | oom | error | skipped
         ("error", str | None, None),
     ]

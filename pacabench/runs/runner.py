@@ -38,8 +38,11 @@ from ..measure.flops_torch import count_flops_as
 from ..measure.kernels import gemm_peak, kernel_record, row_efficiency
 from ..measure.latency import measure_latency, measure_rounds
 from ..measure.memory import measure_peak_memory, resident_bytes
+from ..measure.modes import Unmeasurable, busy_columns, compiled_forward, cuda_graph_forward, gpu_busy_ms
 from ..measure.oom import is_oom
 from ..measure.precision import autocast
+from ..measure.stability import Stability, assess
+from ..measure.telemetry import ENERGY_MIN_S, gpu_window
 from ..measure.train import train_case
 from ..models import ResolutionError, get_spec
 from ..spec.metrics import REFILL, TASKS, TIMED, metrics_of
@@ -197,12 +200,24 @@ class _Timing:
     warmup: int  # the warm-up calls still owed (``_warmup_left``)
     kernels: dict[str, Any]
 
-    def finish(self, row: Row, rec: Any) -> None:
-        """The latency columns, the kernel record and the hardware efficiency."""
+    def finish(self, row: Row, rec: Any, extra: dict[str, Any] | None = None) -> None:
+        """The latency columns, the kernel record, the hardware efficiency, the samples' stability,
+        and on a GPU the busy time (a few more iterations under the profiler); then ``extra``
+        (the telemetry and retry of a case timed alone)."""
         _fill(row, "latency", rec)
         for k, v in self.kernels.items():
             setattr(row, k, v)
         _efficiency(self.bench.case, self.bench.model, row, self.bench.state)
+        _stability(row, assess(rec.times_ms))
+        if self.bench.dev.type == "cuda":
+            try:
+                busy = gpu_busy_ms(self.forward, self.bench.dev)
+            except Exception:  # noqa: BLE001 - a profiler that fails leaves the columns empty
+                busy = None
+            for k, v in busy_columns(busy, row.latency_ms_median).items():
+                setattr(row, k, v)
+        for k, v in (extra or {}).items():
+            setattr(row, k, v)
 
 
 # ------------------------------------------------------------------------------------- measures
@@ -231,12 +246,23 @@ def _memory(b: _Bench) -> Any:
 
 def _latency(b: _Bench) -> _Timing:
     """The timing, prepared. The SDPA backends are read on one forward of the eager model (not
-    compiled: a TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up."""
+    compiled: a TorchFunctionMode would break its graph); for an eager case it doubles as a warm-up.
+    In the suite's latency mode ``cuda_graph`` or ``compiled`` the timed callable is built here (the
+    capture or the compilation: not timed), and the suite's warm-up calls all run on it."""
     _, x, first = b.inputs
     kernels = kernel_record(
         functools.partial(_forward, b.model, x, b.case.dtype, b.dev), b.dev, b.case.compile
     )
-    return _Timing(b, b.forward, _warmup_left(b.case, first), kernels)
+    mode = b.case.latency_mode
+    if mode == "eager":
+        return _Timing(b, b.forward, _warmup_left(b.case, first), kernels)
+    if mode == "cuda_graph":
+        forward = cuda_graph_forward(b.model, x, b.case.dtype, b.dev)
+    else:
+        compile_mode = b.case.latency.compile_mode
+        forward = compiled_forward(b.model, lambda m: _forward(m, x, b.case.dtype, b.dev), compile_mode)
+        kernels["compile_mode"] = compile_mode
+    return _Timing(b, forward, b.case.latency.warmup, kernels)
 
 
 def _train(b: _Bench) -> Any:
@@ -310,14 +336,54 @@ def _timing_kw(case: Case) -> dict[str, Any]:
                 time_budget_s=lat.time_budget_s, device=torch.device(case.device))  # fmt: skip
 
 
-def _time_alone(t: _Timing) -> Any:
-    case = t.bench.case
+def _stability(row: Row, verdict: Stability | None) -> None:
+    row.latency_unstable = None if verdict is None else verdict.unstable
+    row.latency_unstable_why = None if verdict is None else verdict.why
+
+
+def _time_once(t: _Timing, warmup: int) -> tuple[Any, dict[str, Any]]:
+    """One timing of a case alone, with the GPU telemetry of its timed loop (``gpu_window``; all
+    None off CUDA). A loop shorter than ``ENERGY_MIN_S`` is extended inside the window by untimed
+    calls of the same forward (the energy counter's resolution); energy per image = the window's
+    energy ÷ ((timed + extra calls) × batch)."""
+    case, got, extra = t.bench.case, [], [0]
+
+    @contextlib.contextmanager
+    def window():
+        with gpu_window(t.bench.dev) as tel:
+            got.append(tel)
+            start = time.perf_counter()
+            yield
+            if t.bench.dev.type == "cuda":
+                while time.perf_counter() - start < ENERGY_MIN_S:
+                    t.forward()
+                    torch.cuda.synchronize(t.bench.dev)
+                    extra[0] += 1
+
     if case.latency.rounds == 1:
-        return measure_latency(t.forward, warmup=t.warmup, **_timing_kw(case))
-    (rec,) = measure_rounds([t.forward], rounds=case.latency.rounds, warmups=[t.warmup], **_timing_kw(case))
+        rec = measure_latency(t.forward, warmup=warmup, around=window(), **_timing_kw(case))
+    else:
+        (rec,) = measure_rounds([t.forward], rounds=case.latency.rounds, warmups=[warmup],
+                                around=window(), **_timing_kw(case))  # fmt: skip
     if isinstance(rec, Exception):
         raise rec
-    return rec
+    return rec, got[0].columns((rec.iters + extra[0]) * case.batch_size) if got else {}
+
+
+def _time_alone(t: _Timing) -> tuple[Any, dict[str, Any]]:
+    """Time a case alone; with ``latency: {retry_unstable: true}`` a case whose samples drift or
+    split into modes (``pacabench.measure.stability``) is timed once more and the retry is kept."""
+    case = t.bench.case
+    rec, extra = _time_once(t, t.warmup)
+    verdict = assess(rec.times_ms)
+    if verdict is not None and verdict.unstable and case.latency.retry_unstable:
+        rec, extra = _time_once(t, case.latency.warmup)
+        again = assess(rec.times_ms)
+        if again is not None and not again.unstable:
+            again = Stability(False, f"stable when retried; first try: {verdict.why}")
+        extra = {**extra, "latency_retried": True, "latency_unstable": again and again.unstable,
+                 "latency_unstable_why": again and again.why}  # fmt: skip
+    return rec, extra
 
 
 def _time_rounds(pending: list[tuple[Row, _Timing]]) -> None:
@@ -410,7 +476,7 @@ def _outcome(case: Case, row: Row):
         row.status = "ok"
     except KeyboardInterrupt:
         raise
-    except ResolutionError as e:
+    except (ResolutionError, Unmeasurable) as e:  # a size the model refuses; a mode it cannot run in
         row.status, row.error = "skipped", str(e)
     except BaseException as e:  # noqa: BLE001 - one failing case must not stop the suite
         if isinstance(e, SystemExit):
@@ -431,7 +497,7 @@ def _run_case_once(case: Case, state: RunState) -> Row:
         if case.task != "cost":
             _run_eval(case, row)
         elif (timing := _run_cost(case, row, state)) is not None:
-            timing.finish(row, _time_alone(timing))
+            timing.finish(row, *_time_alone(timing))
     return row
 
 

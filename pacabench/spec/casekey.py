@@ -9,8 +9,9 @@ Rows written before a field existed still load: a missing checkpoint hash or kwa
 "none", so ``results/baselines/*.jsonl`` keep joining fresh runs.
 
 Its text form (``str(key)``) is readable and stable, e.g. ``cost|pvt_v2_b0|64x64|1|fp32|cpu|0|0``,
-with ``|ckpt=<path>@<hash>``, ``|kw=<json>`` and ``|mode=train`` (``+gc``: gradient checkpointing)
-appended only when set; rows store it as ``case_id``. A row without ``mode`` is an inference row.
+with ``|ckpt=<path>@<hash>``, ``|kw=<json>``, ``|mode=train`` (``+gc``: gradient checkpointing) and
+``|lat=cuda_graph`` / ``|lat=compiled(<compile mode>)`` appended only when set; rows store it as
+``case_id``. A row without ``mode`` is an inference row, one without ``latency_mode`` an eager one.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class CaseKey:
     mode: str = "inference"  # inference | train (a train step: forward, backward, AdamW)
     grad_checkpointing: bool = False  # train mode with activation checkpointing
     batch_used: int | None = None  # batch decay: the smaller batch a case ran at after an OOM
+    latency_mode: str = "eager"  # eager | cuda_graph | compiled (suite ``latency: {mode: ...}``)
+    latency_compile_mode: str | None = None  # torch.compile's mode of a compiled row, else None
 
     @classmethod
     def from_row(cls, row: Any) -> CaseKey:
@@ -96,6 +99,8 @@ class CaseKey:
             mode=str(d.get("mode") or "inference"),
             grad_checkpointing=bool(d.get("grad_checkpointing")),
             batch_used=_decayed(d),
+            latency_mode=(lat := str(d.get("latency_mode") or "eager")),
+            latency_compile_mode=(d.get("latency_compile_mode") or "default") if lat == "compiled" else None,
         )
 
     def requested(self) -> CaseKey:
@@ -127,7 +132,13 @@ class CaseKey:
             parts.append(f"mode={self.mode}" + ("+gc" if self.grad_checkpointing else ""))
         if self.batch_used is not None:
             parts.append(f"decayed={self.batch_used}")
+        if self.latency_mode != "eager":  # eager keys stay as they were before latency modes existed
+            parts.append(f"lat={self._mode_text()}")
         return "|".join(parts)
+
+    def _mode_text(self) -> str:
+        compiled = self.latency_mode == "compiled"
+        return self.latency_mode + (f"({self.latency_compile_mode})" if compiled else "")
 
     def label(self) -> str:
         """Short human label: ``[imagenet] model+head 224 b64 fp32 cpu channels_last``."""
@@ -139,6 +150,7 @@ class CaseKey:
         extra += (
             "" if self.mode == "inference" else f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
         )
+        extra += "" if self.latency_mode == "eager" else f" {self._mode_text()}"
         t = "" if self.task == "cost" else f"[{self.task}] "
         return f"{t}{self.model_label} {r} b{self.batch_size} {self.dtype} {self.device}{extra}"
 

@@ -21,7 +21,18 @@ from .located import SuiteError
 from .metrics import COST_MEASURES, OPTIONAL_COST_MEASURES, TASKS
 from .sizes import hw_text
 
-__all__ = ["Suite", "ModelEntry", "LatencySettings", "Case", "later", "field_default", "MAX_CASES", "AMP"]
+__all__ = [
+    "Suite",
+    "ModelEntry",
+    "LatencySettings",
+    "LATENCY_MODES",
+    "LATENCY_COMPILE_MODES",
+    "Case",
+    "later",
+    "field_default",
+    "MAX_CASES",
+    "AMP",
+]
 
 MAX_CASES = 5000  # a suite expanding past this is refused unless --max-cases allows it
 _DIGEST = "digest"  # field metadata: "never" (how, not what) or "unless_default" (added later)
@@ -53,6 +64,15 @@ class LatencySettings:
     time_budget_s: float | None = None
     rounds: int = 1  # timing split into R rounds (iters, min_iters, time_budget_s: per round)
     interleave: bool = False  # the cases of one resolution alternate round by round (one process)
+    # How the timed forward runs (pacabench.measure.modes): eager (the model as written), cuda_graph
+    # (captured once, replayed: no launch cost), compiled (torch.compile with ``compile_mode``).
+    mode: str = "eager"
+    compile_mode: str = "default"  # torch.compile's mode for ``mode: compiled`` (LATENCY_COMPILE_MODES)
+    retry_unstable: bool = False  # a case whose samples drift or split into modes is timed once more
+
+
+LATENCY_MODES = ("eager", "cuda_graph", "compiled")
+LATENCY_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 
 
 LATENCY_KEYS = {f.name for f in fields(LatencySettings)}
@@ -97,11 +117,25 @@ class Case:
     @property
     def key(self) -> CaseKey:
         """This case's identity (the same as that of the row it produces)."""
-        return CaseKey.from_row({**self.to_dict(), "checkpoint_sha": checkpoint_digest(self.checkpoint)})
+        lat = {"latency_mode": self.latency_mode, "latency_compile_mode": self.latency.compile_mode}
+        return CaseKey.from_row(
+            {**self.to_dict(), **lat, "checkpoint_sha": checkpoint_digest(self.checkpoint)}
+        )
+
+    @property
+    def latency_mode(self) -> str:
+        """The latency mode this case's timing runs in: the suite's for an inference cost case that
+        times forwards, else eager (a training step, an evaluation or a case without latency)."""
+        timed = self.task == "cost" and self.mode == "inference" and "latency" in self.metrics
+        return self.latency.mode if timed else "eager"
 
     def describe(self) -> str:
         extra = " cl" if self.channels_last else ""
         extra += " compile" if self.compile else ""
+        if self.latency_mode != "eager":
+            extra += f" {self.latency_mode}" + (
+                f"({self.latency.compile_mode})" if self.latency.mode == "compiled" else ""
+            )
         if self.mode != "inference":
             extra += f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
         task = "" if self.task == "cost" else f"[{self.task}] "

@@ -220,6 +220,35 @@ _TABLE: list[Metric] = [
     Metric("cudnn_benchmark", "latency", "info", type=bool),
     Metric("deterministic", "latency", "info", type=bool),
     Metric("compile_mode", "latency", "info", type=str),  # eager | default (torch.compile)
+    # GPU busy time (pacabench.measure.modes; None on a CPU: not measured there)
+    # gpu_busy_ms: the GPU's own work per timed iteration: the union of kernel/memcpy intervals of a
+    # torch.profiler trace over a few iterations after the timing
+    Metric("gpu_busy_ms", "latency", "info", "GPU busy time (ms per batch)", "ms", "{:.2f}", csv=True),
+    # gpu_busy_share: gpu_busy_ms ÷ the median latency (1: the GPU never waited for the host)
+    Metric("gpu_busy_share", "latency", "info", "GPU busy share of the wall time", "", "{:.2f}", csv=True),
+    # launch_bound: gpu_busy_share under LAUNCH_BOUND_SHARE (0.8): the latency measures kernel launches
+    Metric("launch_bound", "latency", "info", type=bool, csv=True),
+    # instability of the samples (pacabench.measure.stability): drift or modes within one case
+    # latency_unstable: the samples drift (first half vs second half) or split into separated modes
+    Metric("latency_unstable", "latency", "info", type=bool, csv=True),
+    # latency_unstable_why: the evidence, e.g. "drift: median 6.8 ms first half vs 14.2 ms second half"
+    Metric("latency_unstable_why", "latency", "info", type=str),
+    # latency_retried: the case was unstable and timed once more (suite latency: {retry_unstable: true})
+    Metric("latency_retried", "latency", "info", type=bool),
+    # GPU telemetry over the timed loop (NVML, pacabench.measure.telemetry; None on a CPU: no RAPL read)
+    # energy_mj_per_image: the NVML total-energy counter's difference over the timed loop ÷ images
+    Metric("energy_mj_per_image", "latency", "noisy", "Energy per image (mJ, NVML, whole GPU)", "mJ",
+           "{:.2f}", table=True, csv=True, compare=True, compare_fmt="{:.2f}", tolerance={"cpu": 0.2, "cuda": 0.2}),
+    Metric("energy_window_s", "latency", "info", unit="s"),  # the timed loop the energy was read over
+    Metric("gpu_sm_clock_mhz", "latency", "info", unit="MHz", fmt="{:.0f}"),  # median SM clock while timing
+    Metric("gpu_mem_clock_mhz", "latency", "info", unit="MHz", fmt="{:.0f}"),  # median memory clock
+    Metric("gpu_power_w", "latency", "info", unit="W", fmt="{:.0f}"),  # mean board power draw while timing
+    Metric("gpu_power_limit_w", "latency", "info", unit="W", fmt="{:.0f}"),  # the enforced power limit
+    Metric("gpu_temp_c", "latency", "info", unit="°C", fmt="{:.0f}"),  # the hottest GPU temperature seen
+    Metric("gpu_throttle", "latency", "info", type=str),  # clock throttle reasons seen (none: "")
+    # the allocator's peaks over the timed loop (a CUDA graph's private pool shows in reserved)
+    Metric("latency_peak_alloc_mb", "latency", "info", unit="MiB", fmt="{:.1f}"),
+    Metric("latency_peak_reserved_mb", "latency", "info", unit="MiB", fmt="{:.1f}"),
     # --- cost: memory
     Metric("peak_mem_mb", "memory", "noisy", "Peak memory (MiB)", "MiB", "{:.1f}", source="peak_mb",
            table=True, relative=True, fit="memory_exp", plot="memory_vs_resolution", csv=True,

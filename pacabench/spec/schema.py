@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PacabenchError
-from .cases import LATENCY_KEYS, ModelEntry, Suite, field_default
+from .cases import LATENCY_COMPILE_MODES, LATENCY_KEYS, LATENCY_MODES, ModelEntry, Suite, field_default
 from .catalog import HEADS, ResolutionError, UnknownModelError, get_spec, to_hw
 from .dtypes import DTYPES  # amp: fp16 on CUDA, bf16 on a CPU (the row records which)
 from .executor import parse_executor_block
@@ -228,6 +228,13 @@ class SuiteParser:
         if not isinstance(latency, dict):
             self.fail(path, "latency must be a mapping")
         self.check_latency(latency, path, True)
+        modes = {latency.get("mode", "eager")} | {(latency.get(d) or {}).get("mode") for d in ("cpu", "cuda")}
+        if self.data.get("compile") and modes - {None, "eager"}:
+            self.fail(
+                ("compile",),
+                "compile: true compiles the model for every measure; with a latency mode other than eager "
+                "set one of them (latency: {mode: compiled, compile_mode: ...} times a compiled forward)",
+            )
         return latency
 
     def check_latency(self, d: dict, path: tuple, allow_devices: bool) -> None:
@@ -242,9 +249,15 @@ class SuiteParser:
                     path + (k,),
                     f"unknown latency key '{k}' (allowed: {', '.join(sorted(LATENCY_KEYS))}, cpu, cuda)",
                 )
-            if k == "interleave":
+            if k in ("interleave", "retry_unstable"):
                 if not isinstance(v, bool):
-                    self.fail(path + (k,), f"latency interleave must be true or false, got {v!r}")
+                    self.fail(path + (k,), f"latency {k} must be true or false, got {v!r}")
+            elif k in ("mode", "compile_mode"):
+                allowed = LATENCY_MODES if k == "mode" else LATENCY_COMPILE_MODES
+                if v not in allowed:
+                    self.fail(
+                        path + (k,), f"latency {k} must be one of {', '.join(allowed)}, got {v!r}"[:200]
+                    )
             elif k == "time_budget_s":
                 if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
                     self.fail(path + (k,), f"time_budget_s must be a positive number or null, got {v!r}")

@@ -23,6 +23,8 @@ A suite file::
               cuda: {warmup: 10, iters: 50}}   # per-device overrides
     # latency: {rounds: 3, interleave: true, ...}: the cases of one resolution timed side by side
     # in 3 alternating rounds (pacabench.runs.rounds); iters/min_iters/time_budget_s then per round
+    # latency: {mode: cuda_graph}: eager | cuda_graph | compiled (+ compile_mode: max-autotune, ...),
+    # retry_unstable: true (a case whose samples drift or split into modes is timed once more)
     eval: {imagenet: {data: /data/imagenet/val}}  # accuracy metrics (optional)
 
 Every problem is reported as one line ``file:line: message`` (``SuiteError``). The pieces:
@@ -33,10 +35,21 @@ them imports torch: ``pacabench status`` and ``baseline`` read suites and stay l
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
-from .cases import AMP, MAX_CASES, Case, LatencySettings, ModelEntry, Suite
+from ..errors import UsageError
+from .cases import (
+    AMP,
+    LATENCY_COMPILE_MODES,
+    LATENCY_MODES,
+    MAX_CASES,
+    Case,
+    LatencySettings,
+    ModelEntry,
+    Suite,
+)
 from .located import MAX_SUITE_BYTES, SuiteError, decode, read_yaml
 from .schema import DTYPES, METRICS, SuiteParser
 
@@ -48,6 +61,7 @@ __all__ = [
     "Case",
     "load_suite",
     "parse_suite",
+    "with_latency_mode",
     "METRICS",
     "DTYPES",
     "AMP",
@@ -81,3 +95,35 @@ def parse_suite(
         text = decode(text, filename)
     data, loc = read_yaml(text, filename)
     return SuiteParser(data, loc, filename, base_dir).suite(text)
+
+
+def with_latency_mode(suite: Suite, mode: str | None, compile_mode: str | None = None) -> Suite:
+    """The suite with its latency mode overridden for every device (``pacabench run --latency-mode``).
+
+    The mode is suite-wide so that every model of a comparison is timed the same way. ``eager``
+    removes the mode keys instead of writing them, so a suite run eagerly keeps its digest; any
+    other mode changes the digest (a different measurement: resuming needs the same override).
+    """
+    if mode is None and compile_mode is None:
+        return suite
+    if mode is not None and mode not in LATENCY_MODES:
+        raise UsageError(f"--latency-mode must be one of {', '.join(LATENCY_MODES)}, got {mode!r}")
+    if compile_mode is not None and compile_mode not in LATENCY_COMPILE_MODES:
+        raise UsageError(
+            f"--compile-mode must be one of {', '.join(LATENCY_COMPILE_MODES)}, got {compile_mode!r}"
+        )
+    lat = {k: (dict(v) if isinstance(v, dict) else v) for k, v in suite.latency.items()}
+    for block in [lat] + [lat[d] for d in ("cpu", "cuda") if isinstance(lat.get(d), dict)]:
+        if mode is not None:
+            block.pop("mode", None)
+        if compile_mode is not None:
+            block.pop("compile_mode", None)
+    if mode not in (None, "eager"):
+        lat["mode"] = mode
+    if compile_mode not in (None, "default"):
+        lat["compile_mode"] = compile_mode
+    if suite.compile and mode not in (None, "eager"):
+        raise UsageError(
+            f"{suite.path or suite.name}: compile: true cannot be combined with --latency-mode {mode}"
+        )
+    return dataclasses.replace(suite, latency=lat)
