@@ -152,6 +152,10 @@ ROW_FIELD_DOCS: dict[str, str] = {
     "code_commit": "Git commit of the code snapshot the job imported.",
     "job_start": "Unix time the job began the case.",
     "job_end": "Unix time the job ended the case.",
+    "latency_mode": "How the latency was timed: eager, cuda_graph (captured once, replayed) or compiled "
+    "(torch.compile). Part of the case key when not eager.",
+    "latency_compile_mode": "torch.compile's mode of a compiled row (default, reduce-overhead, "
+    "max-autotune-no-cudagraphs, max-autotune); null otherwise.",
 }
 
 

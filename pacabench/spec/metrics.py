@@ -412,6 +412,29 @@ METRIC_DOCS: dict[str, str] = {
     "segm_apm": "COCO mask AP on medium objects, in points.",
     "segm_apl": "COCO mask AP on large objects, in points.",
     "num_images": "Images the accuracy evaluation scored (after `limit` and skipped unreadable files).",
+    "gpu_busy_ms": "The GPU's own work per timed iteration, ms: the union of kernel, memcpy and memset "
+    "intervals in a torch.profiler trace of a few iterations after the timing. GPU only (null on a CPU).",
+    "gpu_busy_share": "gpu_busy_ms / median latency: 1 means the GPU never waited for the host. GPU only.",
+    "launch_bound": "gpu_busy_share under 0.8 (LAUNCH_BOUND_SHARE): the latency mostly measures the host's "
+    "kernel launches, not the model's GPU time; reports mark such cells with a dagger. GPU only.",
+    "latency_unstable": "The timed samples drift (first half vs second half, Mann-Whitney p < 0.001 and "
+    "medians >= 10% apart), split into separated modes, or spread wide (IQR >= 25% of the median).",
+    "latency_unstable_why": "The evidence for latency_unstable, e.g. 'drift: median 6.88 ms first half vs "
+    "15.7 ms second half'.",
+    "latency_retried": "The case was unstable and timed once more (suite latency: {retry_unstable: true}); "
+    "the row holds the retry.",
+    "energy_mj_per_image": "GPU energy per image in millijoules: NVML's total-energy counter over the timed "
+    "loop (extended untimed to >= 0.5 s) / images. Whole board; null on a CPU (no RAPL read here).",
+    "energy_window_s": "Seconds of forward passes the energy counter was read over (>= 0.5 s on a GPU).",
+    "gpu_sm_clock_mhz": "Median SM clock (MHz, NVML) while timing. GPU only.",
+    "gpu_mem_clock_mhz": "Median memory clock (MHz, NVML) while timing. GPU only.",
+    "gpu_power_w": "Mean board power draw (W, NVML) while timing. GPU only.",
+    "gpu_power_limit_w": "The enforced power limit (W, NVML). GPU only.",
+    "gpu_temp_c": "Hottest GPU temperature seen while timing (°C, NVML). GPU only.",
+    "gpu_throttle": "Clock throttle reasons NVML reported while timing (empty: none). GPU only.",
+    "latency_peak_alloc_mb": "CUDA allocator's peak allocated memory over the timed loop (MiB). GPU only.",
+    "latency_peak_reserved_mb": "CUDA allocator's peak reserved memory over the timed loop (MiB; a CUDA "
+    "graph's private pool shows here). GPU only.",
 }
 
 METRICS: dict[str, Metric] = {

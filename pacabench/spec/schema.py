@@ -479,6 +479,12 @@ LATENCY_KEY_DOCS: dict[str, str] = {
     "rounds": "Split the timing into R rounds (iters, min_iters, time_budget_s per round). Default 1.",
     "interleave": "With rounds: the cases of one resolution alternate round by round in one process, so a "
     "slow spell hits every model alike. Default false.",
+    "mode": "How the forward is timed: eager (as written), cuda_graph (captured once, replayed: no launch "
+    "cost; CUDA only, skipped elsewhere) or compiled (torch.compile, first call untimed). Default eager.",
+    "compile_mode": "torch.compile's mode for `mode: compiled`: default, reduce-overhead, "
+    "max-autotune-no-cudagraphs or max-autotune. Default default.",
+    "retry_unstable": "Time a case once more when its samples drift or split into modes (latency_unstable); "
+    "the retry's row is kept and says latency_retried. Default false.",
 }
 EVAL_OPTION_DOCS: dict[str, str] = {
     "data": "The data set folder (ImageNet val, ADE20k root, COCO images) on the machine that runs the case.",

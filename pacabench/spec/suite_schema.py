@@ -23,6 +23,7 @@ import yaml
 from .catalog import HEADS, model_names
 from .executor import EXECUTOR_DOCS, EXECUTOR_KEYS, EXECUTORS
 from .metrics import TASKS
+from .cases import LATENCY_COMPILE_MODES, LATENCY_MODES
 from .schema import (
     CAPACITY_KEY_DOCS,
     EVAL_OPTION_DOCS,
@@ -87,6 +88,9 @@ _LATENCY_JSON: dict[str, dict] = {
     "time_budget_s": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}]},
     "rounds": _POS_INT,
     "interleave": {"type": "boolean"},
+    "mode": {"enum": list(LATENCY_MODES)},
+    "compile_mode": {"enum": list(LATENCY_COMPILE_MODES)},
+    "retry_unstable": {"type": "boolean"},
 }
 # a memory size as pacabench.spec.sizes.parse_memory reads it (units in any case)
 _MEMORY = {
