@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
+from .cases import LATENCY_COMPILE_MODES, LATENCY_MODES
 from .catalog import HEADS, model_names
 from .executor import EXECUTOR_DOCS, EXECUTOR_KEYS, EXECUTORS
 from .metrics import TASKS
-from .cases import LATENCY_COMPILE_MODES, LATENCY_MODES
 from .schema import (
     CAPACITY_KEY_DOCS,
     EVAL_OPTION_DOCS,
