@@ -246,3 +246,27 @@ def test_a_timm_architecture_refusing_a_size_is_one_line_from_flops(capsys):
     assert _error_line(capsys).startswith("pacabench: error: hiera_tiny_224 cannot take 100x100: shape")
     with pytest.raises(ResolutionError):
         create_model("hiera_tiny_224", img_size=100)
+
+
+def test_flops_both_says_why_the_counters_differ(capsys):
+    """MobileNetV3-S: the counters differ by ~4.8 % (fvcore counts BatchNorm, torch's counter does
+    not). The output names the op family and its share, computed here independently: fvcore
+    counts an eval-mode affine BatchNorm as 2 FLOPs per input element."""
+    name = "mobilenetv3_small_100"
+    assert main(["flops", name, "--counter", "both", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    model = timm.create_model(name).eval()
+    elements = []
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.register_forward_hook(lambda m, i, o: elements.append(i[0].numel()))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    bn_pct = 100 * 2 * sum(elements) / 1e9 / res["gflops"]
+    assert res["counter_diff_pct"] > 2
+    assert f"norm layers {bn_pct:+.2f} %, only fvcore counts it" in res["counter_gap_why"]
+    assert main(["flops", name, "--counter", "both"]) == 0
+    out = capsys.readouterr()
+    assert "why they differ" in out.out
+    assert f"Why: {res['counter_gap_why']}" in out.err
+    assert f"ops fvcore leaves uncounted: ≤ {100 * res['uncounted_share']:.2f} % of the total" in out.err
