@@ -8,6 +8,7 @@ choice of maps, at sizes that are not 224 and not multiples of the coarsest stri
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -159,3 +160,24 @@ def test_eval_ade20k_and_coco_run_on_a_timm_convnet(tmp_path):
     img_dir, ann = _make_dataset(tmp_path / "coco")
     out = evaluate_coco("resnet18", img_dir, ann, min_size=96, max_size=128, limit=2, workers=0, device="cpu")
     assert out["num_images"] == 2 and all(out[k] is None or 0 <= out[k] <= 100 for k in METRIC_KEYS)
+
+
+@pytest.mark.slow  # a suite run (~5 s); the one-line refusal above is the default-tier test
+def test_a_model_without_feature_info_is_a_skipped_row_in_a_suite(tmp_path):
+    """In a suite the same model is a ``skipped`` row with the reason (as a size an architecture
+    cannot take), and the suite goes on."""
+    import pacabench
+
+    (tmp_path / "plain.py").write_text(
+        "from torch import nn\n\ndef build(num_classes=1000):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.AdaptiveAvgPool2d(1))\n"
+    )
+    ade = make_ade(tmp_path / "ade", n=1)
+    suite = tmp_path / "seg.yaml"
+    suite.write_text(
+        f"name: seg\nmodels: [{{name: '{tmp_path / 'plain.py'}:build', head: upernet}}]\ndevice: cpu\n"
+        f"metrics: [ade20k]\neval:\n  ade20k: {{data: {ade}, num_classes: 6, workers: 0}}\n"
+    )
+    run = pacabench.run(suite, results_dir=tmp_path / "res", run_id="r", trust_code=True)
+    (row,) = [json.loads(ln) for ln in (run.path / "rows.jsonl").read_text().splitlines()]
+    assert row["status"] == "skipped" and "without feature_info" in row["error"]

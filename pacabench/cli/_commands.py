@@ -199,9 +199,9 @@ def _counter_rows(t, res: dict) -> None:
         if gap["flagged"]:
             t.add_row("why they differ", gap["why"])
             share = res.get("uncounted_share")
-            left = (
-                "" if share is None else f"; ops fvcore leaves uncounted: ≤ {100 * share:.2f} % of the total"
-            )
+            left = ""
+            if share is not None:
+                left = f"; ops fvcore leaves uncounted: ≤ {100 * share:.2f} % of the total"
             other = gap["unexplained_pct"] if abs(gap["unexplained_pct"]) >= 0.005 else 0.0  # no "-0.00"
             _app.console().print(
                 f"[yellow]note[/]: the counters differ by {gap['diff_pct']:+.2f} % (more than "

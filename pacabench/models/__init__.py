@@ -47,6 +47,7 @@ __all__ = [
     "feature_strides",
     "feature_indices",
     "FeatureMaps",
+    "NoFeaturesError",
     "ModelSpec",
     "UnknownModelError",
     "ResolutionError",
@@ -93,11 +94,13 @@ def create_model(
     ``img_size``: the input size the model is built for (Swin fixes its attention mask from it;
     the others take any size). ``features_only``: the model returns its stage maps, NCHW: our
     families' four at strides 4/8/16/32; any other timm model's from timm's feature extraction,
-    the maps, channels and strides its ``feature_info`` gives (``feature_indices``). ``checkpoint``: a local file (flat state_dict, or
-    under ``state_dict``/``model``; ``module.``/``backbone.`` stripped), loaded strictly by key
-    unless ``features_only`` (then every family ignores the classifier's keys, and tensors the
-    model declares resizable, PaCa's cluster count, keep their fresh init with a one-line notice
-    on stderr; any other shape mismatch is an error). ``attn_impl``: ``"sdpa"`` (default: every
+    the maps, channels and strides its ``feature_info`` gives (``feature_indices``); a factory's
+    model must list its maps in ``feature_info``. ``checkpoint``: a local file (flat state_dict,
+    or under ``state_dict``/``model``; ``module.``/``backbone.`` stripped), loaded strictly by key
+    (a timm features model: through timm's own loader) unless ``features_only`` (then every
+    family ignores the classifier's keys, and tensors the model declares resizable, PaCa's cluster
+    count, keep their fresh init with a one-line notice on stderr; any other shape mismatch is an
+    error). ``attn_impl``: ``"sdpa"`` (default: every
     family's attention through fused ``scaled_dot_product_attention``) or ``"explicit"`` (the
     attention map materialised, as the authors' reference code and timm's unfused path do).
     """
@@ -192,7 +195,7 @@ def _default_feature_info(name: str, hw, kwargs: dict):
         except (NotImplementedError, RuntimeError):  # an init that cannot run on meta: build for real
             return _create_sized(name, hw, {**kwargs, "features_only": True}).feature_info
     except Exception as e:  # noqa: BLE001 - timm's reasons vary by architecture
-        raise UsageError(
+        raise NoFeaturesError(
             f"{name} has no feature extraction in timm ({first_line(e)[:120]}): "
             "eval ade20k/coco need a model with features_only"
         ) from None
@@ -237,7 +240,7 @@ def _factory_features(model: nn.Module, name: str) -> nn.Module:
 
     info = getattr(model, "feature_info", None)
     if not info:
-        raise UsageError(
+        raise NoFeaturesError(
             f"model factory '{name}' returns a model without feature_info: eval ade20k/coco need its "
             "stage maps (timm's feature_info: num_chs, reduction, module per map)"
         )
@@ -245,6 +248,11 @@ def _factory_features(model: nn.Module, name: str) -> nn.Module:
         info = FeatureInfo(list(info), tuple(range(len(info))))
     body = FeatureListNet(model, out_indices=feature_indices(info), flatten_sequential=True)
     return FeatureMaps(body, nhwc=False)
+
+
+class NoFeaturesError(UsageError, ResolutionError):
+    """A model with no stage maps to give a dense head: one line and exit 2 on the command line, a
+    ``skipped`` row in a suite (as a size the architecture cannot take)."""
 
 
 def _cached_weights(name: str) -> dict:

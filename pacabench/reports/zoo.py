@@ -201,9 +201,10 @@ def label_offsets(
     greedily, in the order given, the first of six places around the point (right above, right
     below, left above, left below, centred above, centred below) whose text box is free and inside
     ``bounds`` (x0, y0, x1, y1: the panel, so that no label runs under the next one); when none is
-    free, the place inside that covers the least of what is already there. ``xy``: the points in display pixels (y up); returns (dx, dy) in points from the point and the
-    horizontal alignment, for ``annotate(..., textcoords="offset points", va="bottom")``. Text
-    boxes are estimated (0.6 em per character), which is enough to keep apart what would clash."""
+    free, the place inside that covers the least of what is already there. ``xy``: the points in
+    display pixels (y up); returns (dx, dy) in points from the point and the horizontal alignment,
+    for ``annotate(..., textcoords="offset points", va="bottom")``. Text boxes are estimated (0.6
+    em per character), which is enough to keep apart what would clash."""
     px = dpi / 72.0
     h = 1.15 * size_pt
     places = (
