@@ -181,3 +181,28 @@ def test_a_model_without_feature_info_is_a_skipped_row_in_a_suite(tmp_path):
     run = pacabench.run(suite, results_dir=tmp_path / "res", run_id="r", trust_code=True)
     (row,) = [json.loads(ln) for ln in (run.path / "rows.jsonl").read_text().splitlines()]
     assert row["status"] == "skipped" and "without feature_info" in row["error"]
+
+
+@pytest.mark.slow  # two Mask R-CNN builds on resnet18 (~6 s)
+def test_resnet18_detector_checkpoint_round_trip(tmp_path):
+    """An mmdet-style checkpoint of a detector on a timm convnet (backbone under timm's own key
+    names) loads back through timm's feature extraction: every tensor equal."""
+    from pacabench.models.detection import torchvision_to_mmdet
+
+    torch.manual_seed(0)
+    det = create_detector("resnet18", num_classes=NCLS)
+    mm = torchvision_to_mmdet(det.state_dict(), det)
+    assert "backbone.layer1.0.conv1.weight" in mm  # timm's resnet names, as mmdet stores them
+    path = tmp_path / "mask_rcnn_resnet18.pth"
+    torch.save({"state_dict": mm}, path)
+    torch.manual_seed(1)
+    back = create_detector("resnet18", num_classes=NCLS, checkpoint=path)
+    a, b = det.state_dict(), back.state_dict()
+    assert a.keys() == b.keys()
+    # torchvision's background rows of the box regressor and mask classifier are not in an
+    # mmdet file (zero-filled on import, never used): every other tensor comes back equal
+    background = ("roi_heads.box_predictor.bbox_pred.", "roi_heads.mask_predictor.mask_fcn_logits.")
+    assert [k for k in a if not torch.equal(a[k], b[k]) and not k.startswith(background)] == []
+    assert torch.equal(
+        a["roi_heads.box_predictor.bbox_pred.weight"][4:], b["roi_heads.box_predictor.bbox_pred.weight"][4:]
+    )
