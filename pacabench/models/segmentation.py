@@ -1,4 +1,6 @@
-"""Semantic segmentors: any pacabench backbone (four stage maps) + a decode head.
+"""Semantic segmentors: any backbone with stage maps + a decode head. Our families give four
+maps at strides 4..32; any other timm model the maps its ``feature_info`` lists (timm's feature
+extraction, ``pacabench.models.feature_indices``), a factory's model the ones it declares.
 
 Heads, written here without any mm* dependency but with mmseg's module layout, so the
 authors' ADE20k checkpoints (``pacahead_*``, ``upernet_*``) load by key name:
@@ -14,7 +16,8 @@ Every conv-BN-ReLU is a :class:`ConvModule` whose keys are mmcv's (``.conv.weigh
 A :class:`Segmentor` has ``backbone``, ``decode_head`` and (UperNet) ``auxiliary_head``, the
 attribute names of mmseg's ``EncoderDecoder``, so a checkpoint's ``backbone.*``,
 ``decode_head.*`` and ``auxiliary_head.*`` go where they belong. ``forward(img)`` returns the
-logits at stride 4 (what mmseg's tensor-mode forward and its FLOP counter see);
+logits at the finest map's stride, 4 for our families (what mmseg's tensor-mode forward and its
+FLOP counter see);
 :meth:`Segmentor.inference` does whole-image or sliding-window inference with the logits resized
 back to the input size.
 """
