@@ -270,3 +270,24 @@ def test_flops_both_says_why_the_counters_differ(capsys):
     assert "why they differ" in out.out
     assert f"Why: {res['counter_gap_why']}" in out.err
     assert f"ops fvcore leaves uncounted: ≤ {100 * res['uncounted_share']:.2f} % of the total" in out.err
+
+
+def test_capacity_searches_resolutions_in_the_models_own_stride(monkeypatch):
+    """The resolution search steps by the coarsest stride timm's feature_info gives (LeViT: 64),
+    32 for our families and for models whose stages divide it."""
+    import pacabench.measure.capacity as capacity
+    from pacabench.models import resolution_step
+
+    assert {n: resolution_step(n) for n in ("levit_128s", "resnet18", "pvt_tiny")} == {
+        "levit_128s": 64,  # timm's feature_info: reductions 16, 32, 64
+        "resnet18": 32,
+        "pvt_tiny": 32,
+    }
+    probed = []
+
+    def fake_probe(model, **_):
+        return lambda size: probed.append(size) or 10.0 + size / 100  # every size up to the limit fits
+
+    monkeypatch.setattr(capacity, "model_probe", fake_probe)
+    cap = capacity.find_capacity("levit_128s", 2**20 * 1000, limit=1000)
+    assert probed and all(s % 64 == 0 for s in probed) and cap.answer == 960  # 1000 // 64 * 64

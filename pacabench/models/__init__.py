@@ -45,6 +45,7 @@ __all__ = [
     "count_params_of",
     "feature_channels",
     "feature_strides",
+    "resolution_step",
     "feature_indices",
     "FeatureMaps",
     "NoFeaturesError",
@@ -403,6 +404,24 @@ def feature_channels(features: nn.Module) -> list[int]:
     if hasattr(info, "channels"):
         return list(info.channels())
     return [int(d["num_chs"]) for d in info]
+
+
+def resolution_step(name: str, **kwargs) -> int:
+    """The multiple a resolution search steps by: 32 for our families (every stage divides it);
+    for any other model its coarsest stride in ``feature_info`` rounded up to a multiple of 32
+    (LeViT, EfficientViT-M: 64), read from a build on the meta device; 32 when it lists none."""
+    if get_spec(name).family in FAMILIES:
+        return 32
+    try:
+        with torch.device("meta"):
+            info = getattr(create_model(name, **kwargs), "feature_info", None)
+        strides = [int(r) for r in info.reduction()] if hasattr(info, "reduction") else []
+        strides = strides or [
+            int(d["reduction"]) for d in info or [] if isinstance(d, dict) and "reduction" in d
+        ]
+    except Exception:  # noqa: BLE001 - no metadata to read: the default step
+        return 32
+    return 32 * max(1, -(-max(strides, default=32) // 32))
 
 
 def feature_strides(features: nn.Module) -> list[int]:
