@@ -246,3 +246,48 @@ def test_a_timm_architecture_refusing_a_size_is_one_line_from_flops(capsys):
     assert _error_line(capsys).startswith("pacabench: error: hiera_tiny_224 cannot take 100x100: shape")
     with pytest.raises(ResolutionError):
         create_model("hiera_tiny_224", img_size=100)
+
+
+def test_flops_both_says_why_the_counters_differ(capsys):
+    """MobileNetV3-S: the counters differ by ~4.8 % (fvcore counts BatchNorm, torch's counter does
+    not). The output names the op family and its share, computed here independently: fvcore
+    counts an eval-mode affine BatchNorm as 2 FLOPs per input element."""
+    name = "mobilenetv3_small_100"
+    assert main(["flops", name, "--counter", "both", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    model = timm.create_model(name).eval()
+    elements = []
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.register_forward_hook(lambda m, i, o: elements.append(i[0].numel()))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    bn_pct = 100 * 2 * sum(elements) / 1e9 / res["gflops"]
+    assert res["counter_diff_pct"] > 2
+    assert f"norm layers {bn_pct:+.2f} %, only fvcore counts it" in res["counter_gap_why"]
+    assert main(["flops", name, "--counter", "both"]) == 0
+    out = capsys.readouterr()
+    assert "why they differ" in out.out
+    assert f"Why: {res['counter_gap_why']}" in out.err
+    assert f"ops fvcore leaves uncounted: ≤ {100 * res['uncounted_share']:.2f} % of the total" in out.err
+
+
+def test_capacity_searches_resolutions_in_the_models_own_stride(monkeypatch):
+    """The resolution search steps by the coarsest stride timm's feature_info gives (LeViT: 64),
+    32 for our families and for models whose stages divide it."""
+    import pacabench.measure.capacity as capacity
+    from pacabench.models import resolution_step
+
+    assert {n: resolution_step(n) for n in ("levit_128s", "resnet18", "pvt_tiny")} == {
+        "levit_128s": 64,  # timm's feature_info: reductions 16, 32, 64
+        "resnet18": 32,
+        "pvt_tiny": 32,
+    }
+    probed = []
+
+    def fake_probe(model, **_):
+        return lambda size: probed.append(size) or 10.0 + size / 100  # every size up to the limit fits
+
+    monkeypatch.setattr(capacity, "model_probe", fake_probe)
+    cap = capacity.find_capacity("levit_128s", 2**20 * 1000, limit=1000)
+    assert probed and all(s % 64 == 0 for s in probed) and cap.answer == 960  # 1000 // 64 * 64

@@ -24,8 +24,10 @@ from pacabench.reports.plots import cost_figure, family_styles, make_figures, pa
 from pacabench.reports.sections import SCALING_TITLE, render_markdown, report_sections
 from pacabench.reports.zoo import (
     FAMILY_EXP_TITLE,
+    LABEL_ALL_UP_TO,
     family_of,
     is_zoo,
+    label_offsets,
     pareto_mask,
     pareto_points,
 )
@@ -195,11 +197,36 @@ def test_pareto_figure(zoo_run):
     assert fig is not None and len(fig.axes) == 2
     for ax in fig.axes:
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    # the frontier models are named on the plot: the labels equal the frontier of each panel
+    # a small zoo names every point; the frontier's names are the bold ones
     pts = pareto_points(df)
+    assert len(pts) <= LABEL_ALL_UP_TO
     for ax, cost in zip(fig.axes, ("gflops", "params")):
-        labels = sorted(t.get_text() for t in ax.texts)
-        assert labels == sorted(pts.loc[pts[f"front_{cost}"], "model"])
+        assert sorted(t.get_text() for t in ax.texts) == sorted(pts.loc[pts[cost].gt(0), "model"])
+        bold = sorted(t.get_text() for t in ax.texts if t.get_fontweight() == "bold")
+        assert bold == sorted(pts.loc[pts[f"front_{cost}"], "model"])
+
+
+def _box(x, y, place, text, size=7.0, dpi=72.0):
+    """The text box label_offsets assumes for a label at ``place`` (dpi 72: points = pixels)."""
+    dx, dy, ha = place
+    w = 0.6 * size * len(text)
+    x0 = x + dx - w * {"left": 0.0, "center": 0.5, "right": 1.0}[ha]
+    return (x0, y + dy, x0 + w, y + dy + 1.15 * size)
+
+
+def test_label_offsets_keep_labels_apart_and_inside():
+    far = label_offsets([(10, 10), (300, 300)], ["alpha", "beta"], 7.0, 72.0)
+    assert far == [(3.0, 2.0, "left")] * 2  # nothing in the way: right above each point
+    pts, texts = [(100, 100), (104, 103), (98, 106)], ["convnext_tiny", "mambaout_tiny", "swin_tiny"]
+    places = label_offsets(pts, texts, 7.0, 72.0)
+    boxes = [_box(x, y, p, t) for (x, y), p, t in zip(pts, places, texts)]
+    for i in range(3):
+        for j in range(i):
+            a, b = boxes[i], boxes[j]
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (texts[i], texts[j])
+    # at the panel's right edge the label goes to the left of its point
+    (edge,) = label_offsets([(195, 50)], ["resnet50"], 7.0, 72.0, bounds=(0, 0, 200, 200))
+    assert edge[2] == "right" and _box(195, 50, edge, "resnet50")[2] <= 200
 
 
 def test_pareto_figure_in_html(zoo_run, tmp_path, monkeypatch):
@@ -245,3 +272,18 @@ def test_zoo_cost_plot_lines_coloured_by_family(zoo_run):
         by_family.setdefault(family_of(model), set()).add(c)
     assert all(len(cs) == 1 for cs in by_family.values())  # one colour per family
     assert len({next(iter(cs)) for cs in by_family.values()}) == len(by_family)  # families differ
+
+
+def test_zoo_latency_suite_times_a_subset_of_the_scaling_zoo():
+    """suites/zoo_latency.yaml: the Pareto plot's points, a CPU-sized subset of zoo_scaling.yaml's
+    models (every kind, our three families among them) timed at 224, batch 1."""
+    from pacabench.spec.suite import load_suite
+
+    root = Path(__file__).resolve().parent.parent / "suites"
+    lat, scaling = load_suite(root / "zoo_latency.yaml"), load_suite(root / "zoo_scaling.yaml")
+    names = [m.name for m in lat.models]
+    assert set(names) <= {m.name for m in scaling.models} and len(names) >= 10
+    assert {"latency", "memory", "params", "flops"} <= set(lat.metrics)
+    assert lat.resolutions == [(224, 224)] and lat.batch_sizes == [1] and lat.device == "cpu"
+    fams = {family_of(n) for n in names}
+    assert {"paca_vit", "swin", "pvt_v2"} <= fams and len(fams) == len(names)

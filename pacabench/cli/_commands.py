@@ -186,7 +186,9 @@ def _check_flops_options(counter: str, head, detector: bool, no_attention: bool,
 
 
 def _counter_rows(t, res: dict) -> None:
-    """The torch counter's total and, with both counters, their gap (and a flag past FLAG_PCT)."""
+    """The torch counter's total and, with both counters, their gap; past FLAG_PCT also why they
+    differ (the op families only one counter counts, ``counter_gap_why`` of a row) and the share
+    left uncounted, as a row and a note on stderr."""
     if res.get("gflops_torch") is None:
         return
     t.add_row("GFLOPs, torch counter", f"{res['gflops_torch']:.3f}")
@@ -195,9 +197,16 @@ def _counter_rows(t, res: dict) -> None:
         t.add_row("fvcore − torch", f"{gap['diff_pct']:+.2f} %")
         t.add_row("  of which norm/pool/upsample", f"{gap['explained_pct']:+.2f} % (fvcore counts them)")
         if gap["flagged"]:
+            t.add_row("why they differ", gap["why"])
+            share = res.get("uncounted_share")
+            left = ""
+            if share is not None:
+                left = f"; ops fvcore leaves uncounted: ≤ {100 * share:.2f} % of the total"
+            other = gap["unexplained_pct"] if abs(gap["unexplained_pct"]) >= 0.005 else 0.0  # no "-0.00"
             _app.console().print(
                 f"[yellow]note[/]: the counters differ by {gap['diff_pct']:+.2f} % (more than "
-                f"{res['flag_pct']:g} %); {gap['unexplained_pct']:+.2f} % is not normalisation layers"
+                f"{res['flag_pct']:g} %); {other:+.2f} % is not normalisation layers. "
+                f"Why: {gap['why']}{left}"
             )
 
 

@@ -413,6 +413,8 @@ def _build(model, head, num_classes, clusters, checkpoint, crop_size, *, verbose
             verbose=verbose,
         )
     except (CheckpointError, ResolutionError, UnknownModelError, ValueError) as e:
+        if isinstance(e, UsageError):  # already one line (a model without stage maps: skipped in a suite)
+            raise
         raise UsageError(first_line(e)) from None
 
 

@@ -38,7 +38,8 @@ __all__ = [
     "MODES",
 ]
 
-STRIDE = 32  # every family's output stride: a resolution is searched in multiples of it
+STRIDE = 32  # our families' output stride: their resolutions are searched in multiples of it (any other
+# model: its coarsest feature_info stride rounded up to a multiple of this, models.resolution_step)
 AXES = ("batch", "resolution")
 MODES = ("inference", "train")
 
@@ -262,10 +263,11 @@ def find_capacity(
     if resolution is not None:
         axis, fixed, step, power, default_limit = "batch", resolution, 1, 1.0, 4096
     else:
-        axis, fixed, step, power, default_limit = "resolution", batch or 1, STRIDE, 2.0, 8192
+        step = _resolution_step(model, probe_kwargs)
+        axis, fixed, power, default_limit = "resolution", batch or 1, 2.0, 8192
     limit = max(step, (limit or default_limit) // step * step)
     if start is None:  # the default first size, or the limit when that is smaller: one probe at least
-        start = min(1 if axis == "batch" else 2 * STRIDE, limit)
+        start = min(1 if axis == "batch" else 2 * step, limit)
     start = max(step, start // step * step)
     if start > limit:
         raise UsageError(
@@ -285,13 +287,22 @@ def find_capacity(
         return search(probe, budget_mb, **opts)
 
 
+def _resolution_step(model: str, probe_kwargs: dict) -> int:
+    """``STRIDE`` for our families; any other model's coarsest stride from its ``feature_info``,
+    rounded up to a multiple of ``STRIDE`` (``pacabench.models.resolution_step``)."""
+    from ..models import resolution_step
+
+    return resolution_step(model, **(probe_kwargs.get("kwargs") or {}))
+
+
 def case_capacity(case, is_oom: Callable[[BaseException], bool] = oom.is_oom) -> Capacity:
     """A suite case's ``capacity`` metric (``case``: a ``pacabench.spec.suite.Case``): the largest
     resolution at its batch, mode and dtype within ``case.capacity['memory']``, from its resolution.
     A ``limit`` below that resolution is an error (the case's row says so), never an ``ok`` row
     with no answer and no probe."""
     start, limit = max(case.resolution), case.capacity.get("limit")
-    if limit is not None and max(STRIDE, limit // STRIDE * STRIDE) < max(STRIDE, start // STRIDE * STRIDE):
+    step = _resolution_step(case.model, {"kwargs": case.kwargs} if case.kwargs else {})
+    if limit is not None and max(step, limit // step * step) < max(step, start // step * step):
         raise UsageError(
             f"capacity.limit {limit} is below the case's resolution {start}, where the search starts: "
             "nothing to probe (raise the limit or start from a smaller resolution)"

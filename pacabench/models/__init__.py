@@ -44,6 +44,11 @@ __all__ = [
     "FAMILIES",
     "count_params_of",
     "feature_channels",
+    "feature_strides",
+    "resolution_step",
+    "feature_indices",
+    "FeatureMaps",
+    "NoFeaturesError",
     "ModelSpec",
     "UnknownModelError",
     "ResolutionError",
@@ -88,12 +93,15 @@ def create_model(
     """Build a backbone by name.
 
     ``img_size``: the input size the model is built for (Swin fixes its attention mask from it;
-    the others take any size). ``features_only``: the model returns the four stage maps, NCHW,
-    strides 4/8/16/32, for every family. ``checkpoint``: a local file (flat state_dict, or
-    under ``state_dict``/``model``; ``module.``/``backbone.`` stripped), loaded strictly by key
-    unless ``features_only`` (then every family ignores the classifier's keys, and tensors the
-    model declares resizable, PaCa's cluster count, keep their fresh init with a one-line notice
-    on stderr; any other shape mismatch is an error). ``attn_impl``: ``"sdpa"`` (default: every
+    the others take any size). ``features_only``: the model returns its stage maps, NCHW: our
+    families' four at strides 4/8/16/32; any other timm model's from timm's feature extraction,
+    the maps, channels and strides its ``feature_info`` gives (``feature_indices``); a factory's
+    model must list its maps in ``feature_info``. ``checkpoint``: a local file (flat state_dict,
+    or under ``state_dict``/``model``; ``module.``/``backbone.`` stripped), loaded strictly by key
+    (a timm features model: through timm's own loader) unless ``features_only`` (then every
+    family ignores the classifier's keys, and tensors the model declares resizable, PaCa's cluster
+    count, keep their fresh init with a one-line notice on stderr; any other shape mismatch is an
+    error). ``attn_impl``: ``"sdpa"`` (default: every
     family's attention through fused ``scaled_dot_product_attention``) or ``"explicit"`` (the
     attention map materialised, as the authors' reference code and timm's unfused path do).
     """
@@ -104,6 +112,12 @@ def create_model(
     fam = spec.family_spec
     hw = to_hw(img_size)
     ours = fam.name in FAMILIES  # a family with its own spec: built exactly as before
+    if features_only and spec.source == "timm" and not ours:
+        model = _timm_features(spec, hw, kwargs, checkpoint)  # timm's own feature extraction
+        if hw is not None:
+            probe_size(model, hw, name)
+        set_attn_impl(model, attn_impl)
+        return model.eval()
     if spec.source == FACTORY:
         model = _build_factory(name, hw, num_classes, kwargs)
     else:
@@ -114,6 +128,8 @@ def create_model(
     if checkpoint is not None:
         _load_into(model, spec, checkpoint, strict, features_only)
     set_attn_impl(model, attn_impl)
+    if features_only and spec.source == FACTORY:
+        return _factory_features(model, name).eval()
     if features_only and spec.source != "pacabench":
         report = getattr(model, "pacabench_load_report", None)
         model = TimmFeatures(model, nhwc=fam.nhwc_features)
@@ -145,6 +161,99 @@ def _build_timm(spec: ModelSpec, hw, num_classes: int, features_only: bool, kwar
             raise
     build_kwargs.pop("img_size")
     return timm.create_model(name, num_classes=num_classes, **{"pretrained": False, **build_kwargs})
+
+
+def _timm_features(spec: ModelSpec, hw, kwargs: dict, checkpoint) -> nn.Module:
+    """The stage maps of any timm architecture through timm's own feature extraction
+    (``timm.create_model(name, features_only=True, out_indices=...)``): which maps, their
+    channels and strides come from the model's ``feature_info`` (``feature_indices``), never
+    from constants. A checkpoint goes through timm's loader before the model is cut (the
+    architecture's own key filter; the classifier dropped, as timm does for features)."""
+    name = spec.name
+    build = dict(kwargs)
+    if checkpoint is not None:
+        sd = checkpoint if isinstance(checkpoint, dict) else read_state_dict(checkpoint)
+        build.update(pretrained=True, pretrained_cfg_overlay={"state_dict": dict(sd)})
+    elif "." in name:
+        build.update(_cached_weights(name))
+    info = _default_feature_info(name, hw, kwargs)
+    try:
+        body = _create_sized(name, hw, {**build, "features_only": True, "out_indices": feature_indices(info)})
+    except RuntimeError as e:
+        if checkpoint is None or "state_dict" not in str(e):
+            raise
+        raise CheckpointError(f"{name}: checkpoint does not fit its feature model: {first_line(e)}") from None
+    return FeatureMaps(body, nhwc=str(getattr(body, "output_fmt", "NCHW")).endswith("NHWC"))
+
+
+def _default_feature_info(name: str, hw, kwargs: dict):
+    """timm's ``feature_info`` of ``name`` with its default maps, from a build on the meta device
+    (no memory, no init); a model timm cannot cut into features is a one-line UsageError."""
+    try:
+        try:
+            with torch.device("meta"):
+                return _create_sized(name, hw, {**kwargs, "features_only": True}).feature_info
+        except (NotImplementedError, RuntimeError):  # an init that cannot run on meta: build for real
+            return _create_sized(name, hw, {**kwargs, "features_only": True}).feature_info
+    except Exception as e:  # noqa: BLE001 - timm's reasons vary by architecture
+        raise NoFeaturesError(
+            f"{name} has no feature extraction in timm ({first_line(e)[:120]}): "
+            "eval ade20k/coco need a model with features_only"
+        ) from None
+
+
+def _create_sized(name: str, hw, build_kwargs: dict) -> nn.Module:
+    """``timm.create_model`` offered ``img_size`` (ViT-like builders take it) and any optional size
+    argument in ``build_kwargs`` (``dynamic_img_size``), each dropped when the builder takes none
+    (a convnet takes any size)."""
+    kw = {"pretrained": False, **build_kwargs}
+    if hw is not None:
+        kw["img_size"] = hw
+    while True:
+        try:
+            return timm.create_model(name, **kw)
+        except TypeError as e:
+            drop = next((k for k in _OPTIONAL_SIZE_ARGS if k in kw and k in str(e)), None)
+            if drop is None:
+                raise
+            kw.pop(drop)
+
+
+_OPTIONAL_SIZE_ARGS = ("dynamic_img_size", "img_size")
+
+
+def feature_indices(info) -> tuple[int, ...]:
+    """Which of a features model's maps the dense heads take (values of ``info.out_indices``): per
+    stride the deepest map (the last one with that ``reduction``), at most the four coarsest
+    strides, in timm's order. A convnet's stride-2 stem map is left out (strides 4..32, what
+    UperNet and the FPN recipes use); a plain ViT gives one stride-16 map."""
+    deepest: dict[int, int] = {}
+    for idx, red in zip(info.out_indices, info.reduction(), strict=True):
+        deepest[int(red)] = idx
+    chosen = [deepest[r] for r in sorted(deepest)][-4:]
+    return tuple(sorted(chosen, key=list(info.out_indices).index))
+
+
+def _factory_features(model: nn.Module, name: str) -> nn.Module:
+    """A user's model cut into stage maps by timm's ``FeatureListNet``, which needs the model to
+    list them in ``feature_info`` (timm's dicts: ``num_chs``, ``reduction``, ``module``)."""
+    from timm.models._features import FeatureInfo, FeatureListNet
+
+    info = getattr(model, "feature_info", None)
+    if not info:
+        raise NoFeaturesError(
+            f"model factory '{name}' returns a model without feature_info: eval ade20k/coco need its "
+            "stage maps (timm's feature_info: num_chs, reduction, module per map)"
+        )
+    if not isinstance(info, FeatureInfo):
+        info = FeatureInfo(list(info), tuple(range(len(info))))
+    body = FeatureListNet(model, out_indices=feature_indices(info), flatten_sequential=True)
+    return FeatureMaps(body, nhwc=False)
+
+
+class NoFeaturesError(UsageError, ResolutionError):
+    """A model with no stage maps to give a dense head: one line and exit 2 on the command line, a
+    ``skipped`` row in a suite (as a size the architecture cannot take)."""
 
 
 def _cached_weights(name: str) -> dict:
@@ -290,11 +399,38 @@ def count_params_of(name: str, *, build: bool = False) -> int:
 
 
 def feature_channels(features: nn.Module) -> list[int]:
-    """Channels of the four stage maps of a features model (timm FeatureInfo or a list of dicts)."""
+    """Channels of the stage maps of a features model (timm FeatureInfo or a list of dicts)."""
     info = features.feature_info
     if hasattr(info, "channels"):
         return list(info.channels())
     return [int(d["num_chs"]) for d in info]
+
+
+def resolution_step(name: str, **kwargs) -> int:
+    """The multiple a resolution search steps by: 32 for our families (every stage divides it);
+    for any other model its coarsest stride in ``feature_info`` rounded up to a multiple of 32
+    (LeViT, EfficientViT-M: 64), read from a build on the meta device; 32 when it lists none."""
+    if get_spec(name).family in FAMILIES:
+        return 32
+    try:
+        with torch.device("meta"):
+            info = getattr(create_model(name, **kwargs), "feature_info", None)
+        strides = [int(r) for r in info.reduction()] if hasattr(info, "reduction") else []
+        strides = strides or [
+            int(d["reduction"]) for d in info or [] if isinstance(d, dict) and "reduction" in d
+        ]
+    except Exception:  # noqa: BLE001 - no metadata to read: the default step
+        return 32
+    return 32 * max(1, -(-max(strides, default=32) // 32))
+
+
+def feature_strides(features: nn.Module) -> list[int]:
+    """Strides (timm's ``reduction``) of the stage maps of a features model: 4, 8, 16, 32 for our
+    families; whatever ``feature_info`` says for any other (a plain ViT: 16)."""
+    info = features.feature_info
+    if hasattr(info, "reduction"):
+        return [int(r) for r in info.reduction()]
+    return [int(d["reduction"]) for d in info]
 
 
 ATTN_IMPLS = ("sdpa", "explicit")
@@ -316,19 +452,28 @@ def set_attn_impl(model: nn.Module, impl: str) -> int:
     return n
 
 
-class TimmFeatures(nn.Module):
-    """Four stage maps of a timm model, always NCHW (Swin's are NHWC in timm)."""
+class FeatureMaps(nn.Module):
+    """A features model's stage maps as a list, always NCHW (timm's Swin-like models give NHWC),
+    with its ``feature_info`` (channels, strides)."""
 
-    def __init__(self, model: nn.Module, nhwc: bool):
+    def __init__(self, body: nn.Module, nhwc: bool):
         super().__init__()
-        from timm.models._features import FeatureListNet
-
-        self.body = FeatureListNet(model, out_indices=(0, 1, 2, 3), flatten_sequential=True)
+        self.body = body
         self.nhwc = nhwc
-        self.feature_info = self.body.feature_info
+        self.feature_info = body.feature_info
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.body(x)
+        feats = list(self.body(x))
         if self.nhwc:
             feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
         return feats
+
+
+class TimmFeatures(FeatureMaps):
+    """Four stage maps of a timm model of our families (Swin, PVTv2), cut as their dense-task
+    checkpoints expect (``FeatureListNet``, maps 0..3, flattened names)."""
+
+    def __init__(self, model: nn.Module, nhwc: bool):
+        from timm.models._features import FeatureListNet
+
+        super().__init__(FeatureListNet(model, out_indices=(0, 1, 2, 3), flatten_sequential=True), nhwc)

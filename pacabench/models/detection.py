@@ -51,7 +51,15 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-from . import CheckpointError, create_model, feature_channels, get_spec, read_state_dict
+from . import (
+    FAMILIES,
+    CheckpointError,
+    create_model,
+    feature_channels,
+    feature_strides,
+    get_spec,
+    read_state_dict,
+)
 from ._checkpoint import fit_problems, summarise_keys
 
 __all__ = [
@@ -301,7 +309,8 @@ class MMDetTransform(GeneralizedRCNNTransform):
 
 
 class BackboneFPN(nn.Module):
-    """A pacabench backbone's four stage maps (strides 4–32) → FPN → 5 maps named '0'..'3','pool'."""
+    """A backbone's stage maps → FPN → one map per stage named '0', '1', … plus 'pool' (our
+    families: strides 4–32 and 64; any other model: its ``feature_info`` strides and twice the last)."""
 
     def __init__(self, body: nn.Module, in_channels: Sequence[int], out_channels: int = FPN_CHANNELS):
         super().__init__()
@@ -332,7 +341,10 @@ def create_detector(
     score_thresh: float = 0.05,
     mask_threshold: float | None = 0.5,
 ) -> MaskRCNN:
-    """Mask R-CNN (FPN) on ``backbone`` (any ``pacabench models`` name), in eval mode.
+    """Mask R-CNN (FPN) on ``backbone`` (any ``pacabench models`` name, any timm architecture with
+    feature extraction, a factory whose model has ``feature_info``), in eval mode. The levels,
+    anchor strides and RoI strides follow the backbone's ``feature_info`` (the mmdet config's
+    4–64 for our families).
 
     ``num_classes``: object classes (80 for COCO; the classifier has one more, background at
     index 0). ``checkpoint``: an mmdet Mask R-CNN checkpoint (keys ``backbone.*``, ``neck.*``,
@@ -369,6 +381,8 @@ def create_detector(
     # create_model's loader takes a path or a state_dict and applies the family's key filter
     if spec.source == "timm":
         kwargs["num_classes"] = 0  # no classifier: a detection checkpoint has none to load
+    if spec.source == "timm" and spec.family not in FAMILIES:
+        kwargs["dynamic_img_size"] = True  # every test image has its own size, where the builder allows
     body = create_model(backbone, features_only=True, checkpoint=backbone_ckpt, **kwargs)  # type: ignore[arg-type]
     model = _assemble(
         body,
@@ -407,6 +421,9 @@ def _assemble(
     mask_threshold,
 ) -> MaskRCNN:
     neck = BackboneFPN(body, feature_channels(body))
+    strides = feature_strides(body)  # our families: 4, 8, 16, 32 (ROI_STRIDES)
+    levels = [str(i) for i in range(len(strides))]
+    anchor_strides = (*strides, 2 * strides[-1])  # + the max-pooled level
     c = FPN_CHANNELS
     model = MaskRCNN(
         neck,
@@ -415,7 +432,9 @@ def _assemble(
         max_size=max_size,
         image_mean=list(IMAGENET_MEAN),
         image_std=list(IMAGENET_STD),
-        rpn_anchor_generator=MMDetAnchorGenerator(),
+        rpn_anchor_generator=MMDetAnchorGenerator(
+            tuple((8 * s,) for s in anchor_strides), (ANCHOR_RATIOS,) * len(anchor_strides), anchor_strides
+        ),
         rpn_head=RPNHead(c, len(ANCHOR_RATIOS)),
         rpn_pre_nms_top_n_train=2000,
         rpn_post_nms_top_n_train=1000,
@@ -423,18 +442,20 @@ def _assemble(
         rpn_post_nms_top_n_test=rpn_post_nms_top_n,
         rpn_nms_thresh=0.7,
         rpn_score_thresh=0.0,
-        box_roi_pool=MMDetRoIAlign(["0", "1", "2", "3"], 7),
+        box_roi_pool=MMDetRoIAlign(levels, 7, strides=strides),
         box_head=TwoMLPHead(c * 7 * 7, 1024),
         box_predictor=FastRCNNPredictor(1024, num_classes + 1),
         box_score_thresh=score_thresh,
         box_nms_thresh=0.5,
         box_detections_per_img=detections_per_img,
         bbox_reg_weights=BOX_CODER_WEIGHTS,
-        mask_roi_pool=MMDetRoIAlign(["0", "1", "2", "3"], 14),
+        mask_roi_pool=MMDetRoIAlign(levels, 14, strides=strides),
         mask_head=MaskRCNNHeads(c, (256, 256, 256, 256), 1),
         mask_predictor=MaskRCNNPredictor(256, 256, num_classes + 1),
     )
-    model.transform = MMDetTransform(min_size, max_size, mask_threshold=mask_threshold)
+    model.transform = MMDetTransform(
+        min_size, max_size, size_divisible=max(strides), mask_threshold=mask_threshold
+    )
     model.num_classes = num_classes
     return model
 
@@ -662,7 +683,8 @@ def detector_flops(
     attention: bool = True,
 ) -> dict[str, Any]:
     """GFLOPs (one multiply-add = one FLOP, fvcore with pacabench's attention handles) of the
-    Mask R-CNN at input ``hw`` (padded up to a multiple of 32), the way mmdet's ``get_flops``
+    Mask R-CNN at input ``hw`` (padded up to a multiple of 32, or of the backbone's coarsest
+    stride), the way mmdet's ``get_flops``
     counts a two-stage detector.
 
     mmdet (``tools/analysis_tools/get_flops.py``, ``TwoStageDetector.forward_dummy`` /
@@ -687,9 +709,10 @@ def detector_flops(
     """
     det = create_detector(backbone) if isinstance(backbone, str) else backbone
     det = det.eval()
-    h, w = (int(math.ceil(s / 32) * 32) for s in hw)
-    x = torch.zeros(1, 3, h, w)
     body = det.backbone.body
+    pad = max(feature_strides(body))  # 32 for our families, as mmdet pads
+    h, w = (int(math.ceil(s / pad) * pad) for s in hw)
+    x = torch.zeros(1, 3, h, w)
     fpn = det.backbone.fpn
     rpn_head = det.rpn.head
     rh = det.roi_heads

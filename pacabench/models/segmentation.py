@@ -1,4 +1,6 @@
-"""Semantic segmentors: any pacabench backbone (four stage maps) + a decode head.
+"""Semantic segmentors: any backbone with stage maps + a decode head. Our families give four
+maps at strides 4..32; any other timm model the maps its ``feature_info`` lists (timm's feature
+extraction, ``pacabench.models.feature_indices``), a factory's model the ones it declares.
 
 Heads, written here without any mm* dependency but with mmseg's module layout, so the
 authors' ADE20k checkpoints (``pacahead_*``, ``upernet_*``) load by key name:
@@ -14,7 +16,8 @@ Every conv-BN-ReLU is a :class:`ConvModule` whose keys are mmcv's (``.conv.weigh
 A :class:`Segmentor` has ``backbone``, ``decode_head`` and (UperNet) ``auxiliary_head``, the
 attribute names of mmseg's ``EncoderDecoder``, so a checkpoint's ``backbone.*``,
 ``decode_head.*`` and ``auxiliary_head.*`` go where they belong. ``forward(img)`` returns the
-logits at stride 4 (what mmseg's tensor-mode forward and its FLOP counter see);
+logits at the finest map's stride, 4 for our families (what mmseg's tensor-mode forward and its
+FLOP counter see);
 :meth:`Segmentor.inference` does whole-image or sliding-window inference with the logits resized
 back to the input size.
 """
@@ -234,11 +237,13 @@ class FCNHead(_DecodeHead):
 
 
 class Segmentor(nn.Module):
-    """backbone (4 NCHW maps, strides 4..32) + decode head (+ unused auxiliary head).
+    """backbone (NCHW stage maps: our families' four at strides 4..32, any other model's as its
+    ``feature_info`` says) + decode head (+ unused auxiliary head).
 
     ``pad_to``: pad the input on the right/bottom with zeros to a multiple of this before the
-    backbone (Swin, whose patch embedding and merging need divisible sizes); the logits are
-    cropped back, so callers never see it.
+    backbone (Swin, whose patch embedding and merging need divisible sizes; any non-pacabench
+    model: its coarsest stride); the logits are cropped back, so callers never see it.
+    ``out_stride``: the stride of the logits, the finest map's (4 for our families).
     """
 
     def __init__(
@@ -248,6 +253,7 @@ class Segmentor(nn.Module):
         auxiliary_head: nn.Module | None = None,
         *,
         pad_to: int = 1,
+        out_stride: int = 4,
         name: str = "",
     ):
         super().__init__()
@@ -255,12 +261,14 @@ class Segmentor(nn.Module):
         self.decode_head = decode_head
         self.auxiliary_head = auxiliary_head
         self.pad_to = pad_to
+        self.out_stride = out_stride
         self.name = name
         self.num_classes = decode_head.num_classes
         self.load_report: SegLoadReport | None = None
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """Class logits at stride 4 (ceil(H/4)×ceil(W/4)), mmseg's tensor-mode output."""
+        """Class logits at ``out_stride`` (ceil(H/s)×ceil(W/s); s = 4 for our families), mmseg's
+        tensor-mode output."""
         h, w = img.shape[-2:]
         if self.pad_to > 1:
             ph = (-h) % self.pad_to
@@ -269,7 +277,7 @@ class Segmentor(nn.Module):
                 img = F.pad(img, (0, pw, 0, ph))
         out = self.decode_head(self.backbone(img))
         if self.pad_to > 1:
-            out = out[..., : math.ceil(h / 4), : math.ceil(w / 4)]
+            out = out[..., : math.ceil(h / self.out_stride), : math.ceil(w / self.out_stride)]
         return out
 
     def encode_decode(self, img: torch.Tensor) -> torch.Tensor:
@@ -444,7 +452,8 @@ def create_segmentor(
     verbose: bool = True,
     **backbone_kwargs,
 ) -> Segmentor:
-    """Backbone by pacabench name + ``head`` ('paca' | 'upernet'), eval mode.
+    """Backbone by name (ours, any timm model with feature extraction, a factory whose model has
+    ``feature_info``) + ``head`` ('paca' | 'upernet'), eval mode.
 
     A PaCa-ViT backbone gets the downstream cluster counts [200, 200, 200, 0] unless
     ``clusters`` says otherwise. ``img_size`` (default 512) is what Swin builds its attention
@@ -454,7 +463,7 @@ def create_segmentor(
     UperNet, ignored for the PaCa head), loaded strictly; what went where is in
     ``segmentor.load_report`` and printed on stderr.
     """
-    from . import create_model, feature_channels, get_spec
+    from . import feature_channels, feature_strides, get_spec
     from ._checkpoint import CheckpointError
 
     head = check_head(head)
@@ -467,7 +476,6 @@ def create_segmentor(
         raise ValueError(f"clusters apply to PaCa-ViT backbones only, not {backbone}")
     for k, v in fam.segmentation_kwargs.items():
         kwargs.setdefault(k, v)
-    pad_to = fam.segmentation_pad_to
     if img_size is None:
         img_size = 512
 
@@ -478,29 +486,50 @@ def create_segmentor(
         bb_sd = {k: v for k, v in sd.items() if k.startswith("backbone.")}
         if not bb_sd:
             raise CheckpointError(f"{path}: no backbone.* keys")
-    if spec.source == "timm":
-        # load timm's own key names into the full model, then take its four stage maps
-        from . import TimmFeatures
-
-        inner = create_model(backbone, img_size=img_size, num_classes=0, checkpoint=bb_sd, **kwargs)
-        bb = TimmFeatures(inner, nhwc=fam.nhwc_features)
-        bb.pacabench_load_report = getattr(inner, "pacabench_load_report", None)
-    else:
-        bb = create_model(backbone, img_size=img_size, features_only=True, checkpoint=bb_sd, **kwargs)
+    bb, pad_to = _segmentation_backbone(spec, img_size, bb_sd, kwargs)
     channels = feature_channels(bb)
     if head == "paca":
         dec = PaCaHead(channels, 256, num_classes)
         aux = None
     else:
         dec = UPerHead(channels, 512, num_classes)
-        aux = FCNHead(channels[2], 256, num_classes, in_index=2)
-    seg = Segmentor(bb, dec, aux, pad_to=pad_to, name=f"{_NAME_PREFIX[head]}_{backbone}")
+        aux_in = min(2, len(channels) - 1)  # stage 3 of four; the last one of fewer maps
+        aux = FCNHead(channels[aux_in], 256, num_classes, in_index=aux_in)
+    seg = Segmentor(
+        bb,
+        dec,
+        aux,
+        pad_to=pad_to,
+        out_stride=feature_strides(bb)[0],
+        name=f"{_NAME_PREFIX[head]}_{backbone}",
+    )
 
     if sd is not None:
         seg.load_report = _load_segmentor(seg, sd, path, backbone, kwargs.get("clusters"))
         if verbose:
             print(f"[pacabench] {seg.name}: {seg.load_report.notice()}", file=sys.stderr)
     return seg.eval()
+
+
+def _segmentation_backbone(spec, img_size, bb_sd, kwargs: dict) -> tuple[nn.Module, int]:
+    """The segmentor's backbone (stage maps, NCHW) and the multiple its input is padded to."""
+    from . import FAMILIES, TimmFeatures, create_model, feature_strides
+
+    fam = spec.family_spec
+    if fam.name not in FAMILIES:
+        # any other timm model (or a factory): timm's feature extraction, maps as feature_info says
+        if spec.source == "timm":
+            kwargs.setdefault("dynamic_img_size", True)  # any input size where the builder allows it
+        bb = create_model(spec.name, img_size=img_size, features_only=True, checkpoint=bb_sd, **kwargs)
+        return bb, max(feature_strides(bb))
+    if spec.source == "timm":
+        # load timm's own key names into the full model, then take its four stage maps
+        inner = create_model(spec.name, img_size=img_size, num_classes=0, checkpoint=bb_sd, **kwargs)
+        bb = TimmFeatures(inner, nhwc=fam.nhwc_features)
+        bb.pacabench_load_report = getattr(inner, "pacabench_load_report", None)
+        return bb, fam.segmentation_pad_to
+    bb = create_model(spec.name, img_size=img_size, features_only=True, checkpoint=bb_sd, **kwargs)
+    return bb, fam.segmentation_pad_to
 
 
 def create_model_or_segmentor(

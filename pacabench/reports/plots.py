@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from ..spec.metrics import TASKS, columns
 from ..spec.metrics import metric as _metric
 from ..spec.sizes import res_label, tokens
 from .sections import cost_rows, group_cols
-from .zoo import is_zoo, pareto_points, row_families
+from .zoo import LABEL_ALL_UP_TO, is_zoo, label_offsets, pareto_points, row_families
 
 __all__ = [
     "COST_METRICS",
@@ -91,6 +91,16 @@ def _plain_log_labels(ax) -> None:
     if lo > 0 and hi / lo <= 100:
         ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
         ax.yaxis.set_minor_formatter(fmt)
+
+
+def _plain_log_x(ax) -> None:
+    """Plain numbers on a log x axis (0.5, 2, 10), minor ticks at 2 and 5 labelled when the data
+    span two decades or less (a zoo's GFLOPs or params rarely span more)."""
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(fmt)
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(fmt if lo > 0 and hi / lo <= 100 else NullFormatter())
 
 
 def _resolution_ticks(ax, ticks: dict[int, str]) -> None:
@@ -259,22 +269,43 @@ def _pareto_panel(ax, pts: pd.DataFrame, cost: str, colours: dict[str, Any], res
             front[cost] * scale, front["latency"], where="post", color="0.15", lw=1.1,
             linestyle=_RES_LINES[i % len(_RES_LINES)], zorder=2,
         )  # fmt: skip
-        for r in front.itertuples():
-            ax.annotate(
-                r.model, (getattr(r, cost) * scale, r.latency), textcoords="offset points", xytext=(3, 3),
-                fontsize=6, color="0.1",
-            )  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(dict(_PARETO_AXES)[cost])
     ax.grid(True, which="both", alpha=0.3)
 
 
+def _pareto_labels(ax, pts: pd.DataFrame, cost: str) -> None:
+    """Name the points of a laid-out panel (every point of a small zoo, else the frontiers'), the
+    frontier's in bold, placed so that labels do not cover each other (``zoo.label_offsets``)."""
+    scale = 1e-6 if cost == "params" else 1.0
+    p = pts[pts[cost].gt(0)]
+    p = p if len(p) <= LABEL_ALL_UP_TO else p[p[f"front_{cost}"]]
+    p = p.sort_values(f"front_{cost}", ascending=False)  # frontier labels placed first
+    xy = ax.transData.transform(np.column_stack([p[cost] * scale, p["latency"]]))
+    size = 7.0
+    box = ax.get_window_extent()
+    bounds = (box.x0, box.y0, box.x1, box.y1)
+    places = label_offsets([tuple(v) for v in xy], p["model"].tolist(), size, ax.figure.dpi, bounds)
+    for r, (dx, dy, ha) in zip(p.itertuples(), places, strict=True):
+        front = bool(getattr(r, f"front_{cost}"))
+        ax.annotate(
+            r.model, (getattr(r, cost) * scale, r.latency), textcoords="offset points", xytext=(dx, dy),
+            ha=ha, va="bottom", fontsize=size, color="0.05" if front else "0.35",
+            fontweight="bold" if front else "normal",
+        )  # fmt: skip
+
+
 def _family_colours(families: list[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if len(families) <= 10 else "tab20"]
-    return {f: cmap(i % cmap.N) for i, f in enumerate(families)}
+    if len(families) <= 10:
+        cmap = colormaps["tab10"]
+        return {f: cmap(i) for i, f in enumerate(families)}
+    # tab20 pairs a dark and a light shade of each hue: the ten dark ones first, so that only the
+    # families past ten get a lighter twin of an earlier colour
+    cmap = colormaps["tab20"]
+    return {f: cmap((2 * i + (i // 10) % 2) % 20) for i, f in enumerate(families)}
 
 
 def family_styles(df: pd.DataFrame) -> Callable[[tuple], dict]:
@@ -314,6 +345,8 @@ def pareto_figure(df: pd.DataFrame) -> Figure | None:
         _pareto_panel(ax, pts, cost, colours, resolutions)
     axes[0].set_ylabel("Latency, median (ms; log scale)")
     _plain_log_labels(axes[0])
+    for ax in axes:
+        _plain_log_x(ax)
     handles = [Line2D([], [], ls="none", marker="o", color=colours[f], mec="0.2", label=f) for f in fams]
     for i, res in enumerate(resolutions):
         handles.append(
@@ -325,6 +358,8 @@ def pareto_figure(df: pd.DataFrame) -> Figure | None:
         "Latency against cost: the Pareto frontier of each resolution (lower and further left is better)"
     )
     fig.tight_layout()
+    for ax, (cost, _) in zip(axes, _PARETO_AXES):
+        _pareto_labels(ax, pts, cost)
     return fig
 
 

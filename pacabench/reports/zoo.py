@@ -45,6 +45,8 @@ __all__ = [
     "pareto_points",
     "family_exponents",
     "with_family",
+    "label_offsets",
+    "LABEL_ALL_UP_TO",
 ]
 
 ZOO_MODELS = 6  # more models than this make a zoo
@@ -183,3 +185,53 @@ def with_family(tab: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     out = t.set_index(idx)
     out.columns.name = tab.columns.name
     return out
+
+
+LABEL_ALL_UP_TO = 24  # a Pareto panel names every point up to this many, else its frontier's only
+
+
+def label_offsets(
+    xy: Sequence[tuple[float, float]],
+    texts: Sequence[str],
+    size_pt: float,
+    dpi: float,
+    bounds: tuple[float, float, float, float] | None = None,
+) -> list[tuple[float, float, str]]:
+    """Where to write each point's label so that labels do not cover one another or the points:
+    greedily, in the order given, the first of six places around the point (right above, right
+    below, left above, left below, centred above, centred below) whose text box is free and inside
+    ``bounds`` (x0, y0, x1, y1: the panel, so that no label runs under the next one); when none is
+    free, the place inside that covers the least of what is already there. ``xy``: the points in
+    display pixels (y up); returns (dx, dy) in points from the point and the horizontal alignment,
+    for ``annotate(..., textcoords="offset points", va="bottom")``. Text boxes are estimated (0.6
+    em per character), which is enough to keep apart what would clash."""
+    px = dpi / 72.0
+    h = 1.15 * size_pt
+    places = (
+        (3.0, 2.0, "left"), (3.0, -2.0 - h, "left"), (-3.0, 2.0, "right"), (-3.0, -2.0 - h, "right"),
+        (0.0, 4.0, "center"), (0.0, -4.0 - h, "center"),
+    )  # fmt: skip
+    r = 3.0 * px  # a marker's half-size
+    taken = [(x - r, y - r, x + r, y + r) for x, y in xy]
+    out = []
+    for (x, y), text in zip(xy, texts, strict=True):
+        w = 0.6 * size_pt * len(text)
+        boxes = []
+        for dx, dy, ha in places:
+            x0 = x + dx * px - w * px * {"left": 0.0, "center": 0.5, "right": 1.0}[ha]
+            boxes.append((x0, y + dy * px, x0 + w * px, y + (dy + h) * px))
+        own = (x - r, y - r, x + r, y + r)
+        inside = [i for i, b in enumerate(boxes) if bounds is None or _within(b, bounds)] or [0]
+        i = min(inside, key=lambda i: sum(_overlap(boxes[i], t) for t in taken if t != own))
+        taken.append(boxes[i])
+        out.append(places[i])
+    return out
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """The area two boxes (x0, y0, x1, y1) share (0 when apart)."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _within(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3]
