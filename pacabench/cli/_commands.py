@@ -154,9 +154,15 @@ def flops(
     if as_json:
         sys.stdout.write(json.dumps(res) + "\n")
         return
+    _app.out().print(_flops_table(f"{model}{' + ' + head if head else ''} at {hw_text(hw)}", res))
+
+
+def _flops_table(title: str, res: dict):
+    """The terminal table of one count: params, GFLOPs by operator, what was left uncounted, the
+    torch counter's total and the two counters' gap."""
     from rich.table import Table
 
-    t = Table(title=f"{model}{' + ' + head if head else ''} at {hw_text(hw)}", show_header=False)
+    t = Table(title=title, show_header=False)
     t.add_row("params", f"{res['params'] / 1e6:.3f} M")
     if res.get("gflops") is not None:
         t.add_row("GFLOPs (1 MAC = 1 FLOP)", f"{res['gflops']:.3f}")
@@ -167,7 +173,7 @@ def flops(
         t.add_row("left uncounted", ", ".join(f"{k}×{v}" for k, v in res["uncounted_ops"].items()))
         t.add_row("their share (upper bound)", f"{100 * res['uncounted_share']:.2f} %")
     _counter_rows(t, res)
-    _app.out().print(t)
+    return t
 
 
 def _check_flops_options(counter: str, head, detector: bool, no_attention: bool, by_module: bool, depth: int):
