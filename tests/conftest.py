@@ -5,7 +5,8 @@ Tiers. ``pytest -q`` runs the default tier: pyproject's ``addopts`` deselects th
 (one model per family, tiny inputs). ``pytest -q -m "slow or not slow"`` runs every test
 (``.ci/run``, ``nox -s tests_full``); ``-m slow`` only the slow ones. A later ``-m`` replaces the
 default one, so ``-m cuda`` and ``-m slurm`` select as before; a slow test named by its id needs
-``-m slow`` too.
+``-m slow`` too. In the default tier each property test runs a quarter of its hypothesis
+examples (``tests/_tier.py``); the other selections run them all.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch  # noqa: E402
 import pacabench.models  # noqa: E402,F401 - registers our models with timm
 from pacabench.measure import kernels  # noqa: E402
 from pacabench.models import list_models  # noqa: E402
+from tests import _tier  # noqa: E402
 
 
 def _representatives() -> frozenset[str]:
@@ -150,3 +152,13 @@ def _small_gemm_calibration(request, monkeypatch):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_configure(config):
+    """The tier, before any test module is imported: the default one is pyproject's ``not slow``."""
+    from hypothesis import settings
+
+    _tier.FULL = (config.getoption("markexpr") or "").strip() != "not slow"
+    settings.register_profile("default-tier", max_examples=_tier.examples(100))
+    if not _tier.FULL:  # property tests that name no count: 25 examples instead of hypothesis' 100
+        settings.load_profile("default-tier")

@@ -24,6 +24,7 @@ from pacabench.spec import catalog, executor, schema, suite_schema
 from pacabench.spec.cases import LATENCY_KEYS
 from pacabench.spec.metrics import MEASURE_TABLE, METRIC_DOCS, METRICS, TASKS
 from pacabench.spec.suite import SuiteError, parse_suite
+from tests._tier import examples
 from tests.test_suite_robust import FRAGMENTS, YAMLISH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,14 +278,14 @@ def test_every_key_has_a_wrong_value_here():
     assert set(WRONG) == schema.TOP_KEYS - {"description"}  # free text: any value reads as text
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_suites())
 def test_generated_suites_pass_both(data):
     assert _parses(data), data
     assert _valid(data), [e.message for e in VALIDATOR.iter_errors(data)]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_suites(), st.sampled_from(sorted(WRONG) + ["<unknown key>", "<nested unknown key>"]))
 def test_broken_suites_fail_both(data, what):
     if what == "<unknown key>":
@@ -297,7 +298,7 @@ def test_broken_suites_fail_both(data, what):
     assert not _valid(data), data
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(YAMLISH, FRAGMENTS))
 def test_fuzzed_text_the_parser_accepts_passes_the_schema(text):
     """The fuzz of tests/test_suite_robust.py: whatever the parser accepts, the schema accepts."""

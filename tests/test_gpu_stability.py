@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pacabench.measure.stability import MIN_SAMPLES, assess, drift, modes, spread
+from tests._tier import examples
 
 
 def _noise(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
@@ -31,7 +32,7 @@ def test_the_issue_cases_are_flagged_with_their_evidence():
     assert assess(pvt).unstable and spread(pvt) and not drift(pvt)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     n=st.integers(20, 120),
     step=st.floats(0.2, 2.0),
@@ -46,7 +47,7 @@ def test_planted_drift_is_detected(n, step, seed):
     assert v.unstable and "drift:" in v.why
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     n=st.integers(20, 120),
     share=st.floats(0.2, 0.8),
@@ -73,7 +74,7 @@ def test_stable_noise_is_quiet_at_the_stated_false_positive_rate():
     assert flagged / 2000 < 0.005
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(n=st.integers(MIN_SAMPLES, 200), sigma=st.floats(0.0, 0.05), seed=st.integers(0, 2**32 - 1))
 def test_stable_noise_with_a_few_percent_is_never_flagged_for_drift_or_modes(n, sigma, seed):
     rng = np.random.default_rng(seed)

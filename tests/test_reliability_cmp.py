@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pacabench.analysis.compare import compare_rows, load_rows
 from pacabench.cli import main
 from pacabench.errors import UsageError
+from tests._tier import examples
 
 
 def row(model="pvt_v2_b0", res=(64, 64), **kw):
@@ -157,7 +158,9 @@ _LINE = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(lines=st.lists(_LINE, max_size=4), where=st.sampled_from(["base", "run"]))
 def test_any_rows_file_gives_a_comparison_or_one_usage_error(tmp_path, lines, where):
     text = "".join(line.replace("\n", " ").replace("\r", " ") + "\n" for line in lines)
@@ -265,11 +268,16 @@ def test_one_sample_per_case_shows_the_ratio_without_an_interval():
 
 
 # ----------------------------------------------- 20: edited samples or round sizes in report
+def _slow(value):
+    return pytest.param(value, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize(
     "edit",
-    [{"latency_round_sizes": [1, 2]}, {"latency_round_sizes": ["a", 7]}, {"latency_round_sizes": [0, 8]},
-     {"latency_ms_samples": ["x"] * 8}, {"latency_ms_samples": [-1.0] * 8},
-     {"latency_ms_samples": [[1.0]] * 8}, {"latency_ms_samples": [True] * 8}],
+    # one bad round-size list and one bad sample list in the default tier, the other kinds slow
+    [{"latency_round_sizes": [1, 2]}, _slow({"latency_round_sizes": ["a", 7]}), _slow({"latency_round_sizes": [0, 8]}),
+     {"latency_ms_samples": ["x"] * 8}, _slow({"latency_ms_samples": [-1.0] * 8}),
+     _slow({"latency_ms_samples": [[1.0]] * 8}), _slow({"latency_ms_samples": [True] * 8})],
 )  # fmt: skip
 def test_report_survives_edited_samples_and_round_sizes(tmp_path, capsys, edit):
     rows = _sampled_run(8, rounds=[4, 4])
@@ -309,7 +317,7 @@ _CASE = st.fixed_dictionaries(
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(cases=st.lists(_CASE, min_size=1, max_size=6))
 def test_any_rows_render_every_format_and_plot_without_warnings(cases):
     _render_all_quietly([{**row(c["model"], c["resolution"]), **c} for c in cases])

@@ -23,6 +23,7 @@ from pacabench.runs.folder import RunDir
 from pacabench.runs.runner import run_case
 from pacabench.spec.metrics import metrics_of
 from pacabench.spec.suite import load_suite
+from tests._tier import examples
 from tests.test_executors import FLOPS_SUITE, ONE_CASE, TIMED_SUITE, _rows, _suite
 from tests.test_reliability_run import _alive
 
@@ -455,7 +456,7 @@ def test_jobs_json_reader_gives_a_submission_or_one_line(debug_runs, tmp_path):
     run = _copy(debug_runs, "one", tmp_path)
     sub = _valid_sub(debug_runs)
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(_jobs_files(sub))
     def check(data):
         (run / "jobs.json").write_bytes(data)
@@ -516,7 +517,7 @@ def test_rows_reader_gives_usable_rows_or_one_line(debug_runs, tmp_path):
     rd = RunDir(run)
     keys = [k for k in good if not k.startswith("latency_")]
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
         st.sampled_from(keys), ROW_VALUES, st.sampled_from(["field", "line", "bytes"]), st.binary(max_size=40)
     )
@@ -544,7 +545,7 @@ def test_row_file_reader_gives_its_row_or_a_reason(debug_runs, tmp_path):
     stem = _stems(run)[0]
     path = run / "rows" / f"{stem}.json"
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.sampled_from(list(good)), ROW_VALUES, st.booleans(), st.binary(max_size=60))
     def check(key, value, as_bytes, raw):
         path.write_bytes(raw if as_bytes else json.dumps(good | {key: value}).encode())

@@ -156,8 +156,10 @@ def test_a_model_failing_in_the_rounds_becomes_an_error_row_and_the_others_go_on
     assert rows[("pvt", 96)]["status"] == "ok" and rows[("pvt", 96)]["latency_round_sizes"] == [2, 2, 2]
 
 
-# a fresh interpreter per run; one case alone in a worker is also test_runner's isolated test
-@pytest.mark.parametrize("interleave", [pytest.param(False, marks=pytest.mark.slow), True])
+# a fresh interpreter per run (~8 s of torch import, model build, FLOP count and GEMM calibration
+# in the worker): slow, like test_runner's one case alone in a worker; .ci/run runs both
+@pytest.mark.slow
+@pytest.mark.parametrize("interleave", [False, True])
 def test_isolated_worker_rows_keep_samples_and_rounds(tmp_path, interleave):
     text = SUITE.replace("resolutions: [64, 96]", "resolutions: [64]")
     if not interleave:

@@ -11,6 +11,7 @@ from pacabench.errors import PacabenchError, UsageError
 from pacabench.reports.formats import RENDERERS, Report
 from pacabench.reports.sections import render_markdown, run_summary
 from pacabench.runs.results import load_run, read_rows
+from tests._tier import examples
 
 GOOD = {
     "model": "pvt_v2_b0",
@@ -56,7 +57,12 @@ def test_bad_line_is_skipped_with_one_warning(tmp_path, capsys, bad):
     assert (
         err.count("\n") == 1 and err.startswith("pacabench: warning: ") and "1 malformed line(s) (2;" in err
     )
-    for fmt, renderer in RENDERERS.items():  # every renderer draws the good rows
+
+
+def test_every_renderer_draws_the_good_rows_around_a_bad_line(tmp_path, capsys):
+    """Once, not per bad line: what the renderers get is the good rows, whichever line was bad."""
+    df = load_run(_write(tmp_path, [GOOD, BAD_LINES[-1], {**GOOD, "model": "pvt_v2_b1"}]))
+    for fmt, renderer in RENDERERS.items():
         assert "b1" in renderer.render(Report(df, title="t")).replace("\\_", "_"), fmt
 
 
@@ -125,7 +131,7 @@ LINES = st.lists(
 
 
 @pytest.mark.slow  # 200 examples through every renderer; BAD_LINES above are the default tier's
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(LINES)
 def test_fuzz_rows_reader(tmp_path_factory, lines):
     d = tmp_path_factory.mktemp("rows")

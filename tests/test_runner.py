@@ -61,6 +61,7 @@ def test_rows_have_measurements(full_run):
     assert len(df) == 4 and set(df["res"]) == {"64x64", "64x96"}
 
 
+@pytest.mark.slow  # the default tier's interrupt-and-resume: test_api's interrupted Python run
 def test_interrupted_run_resumes_to_the_same_rows(full_run, tmp_path):
     suite, rd_full, _ = full_run
     rd = RunDir(tmp_path / "run")

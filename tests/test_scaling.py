@@ -51,7 +51,7 @@ def _paca_tiny_attention_macs(r: int) -> int:
     return total
 
 
-@pytest.mark.parametrize("r", [256, 512])
+@pytest.mark.parametrize("r", [256, pytest.param(512, marks=pytest.mark.slow)])
 def test_paca_attention_count_matches_closed_form(r, flops_of):
     sdpa = flops_of("pacavit_tiny_p2cconv_100_0", r).by_operator["scaled_dot_product_attention"] * 1e9
     assert sdpa == pytest.approx(_paca_tiny_attention_macs(r), rel=1e-9)

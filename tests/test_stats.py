@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pacabench.analysis.stats import ratio_ci
+from tests._tier import examples
 
 
 def test_ratio_is_the_ratio_of_medians_and_lies_in_its_interval():
@@ -83,7 +84,7 @@ def test_mann_whitney_separated_samples_and_ties():
     assert itself.u == 50 and itself.p_greater > 0.4 and itself.p_less > 0.4
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.lists(st.integers(1, 6), min_size=1, max_size=12),
     st.lists(st.integers(1, 6), min_size=1, max_size=12),

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pacabench.spec.suite import SuiteError, load_suite, parse_suite
+from tests._tier import examples
 
 LOCATED = re.compile(r"^bad\.yaml:\d+: \S")
 BASE = "models: [pvt_v2_b0]\ndevice: cpu\n"
@@ -172,13 +173,13 @@ FRAGMENTS = st.lists(
 
 
 @pytest.mark.slow  # 200 examples; the located bad suites above are the default tier's
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(YAMLISH, FRAGMENTS, st.text(max_size=100)))
 def test_fuzz_suite_text(text):
     _check_fuzz(text)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=100))
 def test_fuzz_suite_bytes(data):
     _check_fuzz(data)

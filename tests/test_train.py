@@ -204,6 +204,7 @@ def test_run_case_train_row_beside_inference_row():
     )
 
 
+@pytest.mark.slow  # a second real search; the default tier's is test_capacity's real CPU run
 def test_run_case_capacity_metric():
     from pacabench.runs.runner import run_case
     from pacabench.spec.suite import parse_suite

@@ -32,6 +32,7 @@ from pacabench.reports.zoo import (
     pareto_points,
 )
 from pacabench.runs.results import load_run
+from tests._tier import examples
 
 GOLDEN_ROWS = Path(__file__).parent / "golden" / "rows.jsonl"
 
@@ -139,7 +140,7 @@ def test_pareto_points_match_brute_force(zoo_run):
     assert front == {"vit_tiny_patch16_224", "nets/my_net.py:build", "convnext_tiny"}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(st.tuples(st.integers(1, 12).map(float), st.integers(1, 12).map(float)), min_size=1, max_size=30)
 )
