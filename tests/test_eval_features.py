@@ -206,3 +206,36 @@ def test_resnet18_detector_checkpoint_round_trip(tmp_path):
     assert torch.equal(
         a["roi_heads.box_predictor.bbox_pred.weight"][4:], b["roi_heads.box_predictor.bbox_pred.weight"][4:]
     )
+
+
+def test_a_detector_backbone_fixed_to_another_size_is_refused_before_any_image():
+    """CoaT-Lite's position table is fixed to 224 (its builder takes no dynamic_img_size): a detector
+    on it, whose test images have a short side of ``min_size``, is a ResolutionError naming the size
+    (a skipped row in a suite), not an assertion on the first image; at its own size it builds."""
+    from pacabench.models import ResolutionError
+
+    with pytest.raises(ResolutionError, match="coat_lite_tiny cannot take 800x800"):
+        create_detector("coat_lite_tiny")
+    det = create_detector("coat_lite_tiny", min_size=224, max_size=224)
+    with torch.no_grad():
+        (out,) = det.eval()([torch.rand(3, 224, 224)])
+    assert set(out) >= {"boxes", "labels", "scores", "masks"}
+
+
+@pytest.mark.slow  # a suite run with a COCO evaluation (~5 s)
+def test_a_detector_backbone_fixed_to_another_size_is_a_skipped_row_in_a_suite(tmp_path):
+    import pacabench
+    from tests.test_eval_coco import _make_dataset
+
+    (tmp_path / "coco").mkdir()
+    img_dir, ann = _make_dataset(tmp_path / "coco")
+    suite = tmp_path / "det.yaml"
+    suite.write_text(
+        f"name: det\nmodels: [coat_lite_tiny, resnet18]\ndevice: cpu\nmetrics: [coco]\n"
+        f"eval:\n  coco: {{data: {img_dir}, ann: {ann}, limit: 1, workers: 0}}\n"
+    )
+    run = pacabench.run(suite, results_dir=tmp_path / "res", run_id="r")
+    rows = {r["model"]: r for r in map(json.loads, (run.path / "rows.jsonl").read_text().splitlines())}
+    assert rows["coat_lite_tiny"]["status"] == "skipped"
+    assert "cannot take 800x800" in rows["coat_lite_tiny"]["error"]
+    assert rows["resnet18"]["status"] == "ok"  # the suite went on

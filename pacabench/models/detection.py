@@ -58,6 +58,7 @@ from . import (
     feature_channels,
     feature_strides,
     get_spec,
+    probe_size,
     read_state_dict,
 )
 from ._checkpoint import fit_problems, summarise_keys
@@ -384,6 +385,11 @@ def create_detector(
     if spec.source == "timm" and spec.family not in FAMILIES:
         kwargs["dynamic_img_size"] = True  # every test image has its own size, where the builder allows
     body = create_model(backbone, features_only=True, checkpoint=backbone_ckpt, **kwargs)  # type: ignore[arg-type]
+    if spec.family not in FAMILIES:
+        # a test image's short side is min_size: a backbone fixed to another size (a position table
+        # without dynamic_img_size, e.g. CoaT) is refused here, a ResolutionError (a skipped row in
+        # a suite), instead of failing on the first image
+        probe_size(body, (min_size, min_size), backbone)
     model = _assemble(
         body,
         num_classes,
