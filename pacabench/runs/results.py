@@ -120,7 +120,8 @@ ROW_FIELD_DOCS: dict[str, str] = {
     "family": "The model's family (swin, pvt_v2, paca_vit, pvt_v1, a timm module, or factory).",
     "task": "cost for a cost row, else the accuracy task (imagenet, ade20k, coco).",
     "resolution": "Input size [h, w] in px.",
-    "tokens": "Stage-1 tokens at stride 4, (h/4)·(w/4): the x axis of the scaling fits.",
+    "tokens": "(h/4)·(w/4) for every model: the x axis of the scaling fits, proportional to the pixels "
+    "(a stride-4 first stage's tokens; not a ViT/16's own count, and the fitted exponents do not depend on it).",
     "batch_size": "The batch size the case asked for.",
     "dtype": "Precision the case ran in (fp32, fp16, bf16; amp resolved to one of them).",
     "device": "cpu or cuda (auto resolved).",
