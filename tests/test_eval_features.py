@@ -239,3 +239,21 @@ def test_a_detector_backbone_fixed_to_another_size_is_a_skipped_row_in_a_suite(t
     assert rows["coat_lite_tiny"]["status"] == "skipped"
     assert "cannot take 800x800" in rows["coat_lite_tiny"]["error"]
     assert rows["resnet18"]["status"] == "ok"  # the suite went on
+
+
+@pytest.mark.slow  # a suite run with an ADE20k evaluation (~5 s)
+def test_whole_image_ade20k_on_a_fixed_size_backbone_is_a_skipped_row_in_a_suite(tmp_path):
+    """Whole-image ADE20k on CoaT-Lite (built for the 512² crop, fixed to it): skipped with the reason
+    before the first image, not an error row; our families and dynamic models take any size."""
+    import pacabench
+
+    ade = make_ade(tmp_path / "ade", n=1)
+    suite = tmp_path / "seg.yaml"
+    suite.write_text(
+        f"name: seg\nmodels: [{{name: coat_lite_tiny, head: upernet}}]\ndevice: cpu\n"
+        f"metrics: [ade20k]\neval:\n  ade20k: {{data: {ade}, num_classes: 6, workers: 0}}\n"
+    )
+    run = pacabench.run(suite, results_dir=tmp_path / "res", run_id="r")
+    (row,) = [json.loads(ln) for ln in (run.path / "rows.jsonl").read_text().splitlines()]
+    assert row["status"] == "skipped", row["error"]
+    assert "coat_lite_tiny cannot take 512x576" in row["error"] and "use mode slide" in row["error"]

@@ -302,6 +302,8 @@ def evaluate_ade20k(
     samples = samples[:limit] if limit is not None else samples
     if net is None:
         net = _build(model, head, num_classes, clusters, checkpoint, crop_size, verbose=info.is_main)
+        if mode == "whole":
+            _check_any_size(net, model, crop_size)
     n_cls = place(net, dev, channels_last).num_classes
     loop = _Loop(n_cls, skip_bad, _prediction_dir(save_predictions))
     ds = ADE20kEval(samples, scale, n_cls)
@@ -398,6 +400,20 @@ def _check_args(
         raise UsageError(f"crop size {crop_size} / stride {stride} are invalid")
 
 
+def _check_any_size(net: torch.nn.Module, model: str, crop_size: int) -> None:
+    """Whole-image inference feeds every image at its own size: a backbone fixed to the crop (a
+    position table without ``dynamic_img_size``, e.g. CoaT) is refused before the first image, by
+    a fake-tensor forward at another size (our families and dynamic models take any size)."""
+    from ..models import FAMILIES, ResolutionError, get_spec, probe_size
+
+    if get_spec(model).family in FAMILIES:
+        return
+    try:
+        probe_size(net, (crop_size, crop_size + 64), model)
+    except ResolutionError as e:
+        raise ResolutionError(f"{e}; whole-image inference needs any size: use mode slide") from None
+
+
 def _build(model, head, num_classes, clusters, checkpoint, crop_size, *, verbose: bool) -> torch.nn.Module:
     from ..models import CheckpointError, ResolutionError, UnknownModelError
     from ..models.segmentation import create_segmentor
@@ -413,8 +429,8 @@ def _build(model, head, num_classes, clusters, checkpoint, crop_size, *, verbose
             verbose=verbose,
         )
     except (CheckpointError, ResolutionError, UnknownModelError, ValueError) as e:
-        if isinstance(e, UsageError):  # already one line (a model without stage maps: skipped in a suite)
-            raise
+        if isinstance(e, (UsageError, ResolutionError)):  # one line already; a size or a model without
+            raise  # stage maps the architecture cannot take: a skipped row in a suite, exit 2 from the CLI
         raise UsageError(first_line(e)) from None
 
 
