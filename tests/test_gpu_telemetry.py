@@ -108,9 +108,11 @@ def test_busy_time_is_the_union_of_device_intervals():
 def test_device_intervals_read_only_gpu_events():
     from torch.autograd import DeviceType
 
-    def ev(dev, start, end, activity="kernel"):
+    def ev(dev, start, end, activity="kernel", annotation=False):
         span = types.SimpleNamespace(start=start, end=end)
-        return types.SimpleNamespace(device_type=dev, time_range=span, activity_type=activity)
+        return types.SimpleNamespace(
+            device_type=dev, time_range=span, activity_type=activity, is_user_annotation=annotation
+        )
 
     events = [
         ev(DeviceType.CPU, 0, 10_000, "cpu_op"),
@@ -118,8 +120,12 @@ def test_device_intervals_read_only_gpu_events():
         ev(DeviceType.CUDA, 700, 800, "gpu_memcpy"),
         ev(DeviceType.CUDA, 800, 900, "gpu_memset"),
         ev(DeviceType.CUDA, 0, 5_000, "gpu_user_annotation"),  # a range, not work: the gaps are idle
+        ev(DeviceType.CUDA, 0, 6_000, "kernel", annotation=True),  # an annotation by its flag
     ]
     assert busy_union_ms(modes._device_intervals(events)) == pytest.approx(0.7)
+    # a kernel kind under another name still counts (a renamed kind must not empty the trace)
+    renamed = [ev(DeviceType.CUDA, 2_000, 2_500, "concurrent_kernel")]
+    assert busy_union_ms(modes._device_intervals(events + renamed)) == pytest.approx(1.2)
 
 
 def test_energy_is_a_compared_metric_with_its_table():

@@ -143,21 +143,31 @@ def busy_union_ms(intervals_us: Iterable[tuple[float, float]]) -> float:
     return total / 1000.0
 
 
-# GPU work in a trace; a ``gpu_user_annotation`` (a record_function range drawn on the GPU's
-# timeline, e.g. torch.compile's) spans the gaps between kernels and must not count
+# GPU work in a trace: kernels, copies, sets (kineto's "kernel", "gpu_memcpy", "gpu_memset", or
+# a variant name such as "concurrent_kernel"). A ``gpu_user_annotation`` (a record_function range
+# drawn on the GPU's timeline, e.g. torch.compile's) spans the gaps between kernels: not work.
 DEVICE_WORK = ("kernel", "gpu_memcpy", "gpu_memset")
+NOT_WORK = ("annotation", "overhead", "runtime", "driver")
+
+
+def _is_work(e: Any) -> bool:
+    """A device event of the trace that is GPU work, by its kineto activity name; an unknown name
+    counts unless it says it is an annotation (so a renamed kernel kind is not silently dropped)."""
+    if getattr(e, "is_user_annotation", False):
+        return False
+    kind = str(getattr(e, "activity_type", None) or "").lower()  # absent in an older torch
+    return kind in DEVICE_WORK or not any(word in kind for word in NOT_WORK)
 
 
 def _device_intervals(events: Iterable[Any]) -> list[tuple[float, float]]:
     """The (start, end) microseconds of the GPU work of a profiler trace (kernels, copies, sets)."""
     from torch.autograd import DeviceType
 
-    out = []
-    for e in events:
-        kind = getattr(e, "activity_type", None)  # absent in an older torch: every device event
-        if getattr(e, "device_type", None) == DeviceType.CUDA and (kind is None or kind in DEVICE_WORK):
-            out.append((e.time_range.start, e.time_range.end))
-    return out
+    return [
+        (e.time_range.start, e.time_range.end)
+        for e in events
+        if getattr(e, "device_type", None) == DeviceType.CUDA and _is_work(e)
+    ]
 
 
 def gpu_busy_ms(fn: Callable[[], Any], dev: torch.device, iters: int = BUSY_ITERS) -> float | None:
