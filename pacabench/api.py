@@ -382,6 +382,13 @@ def _submitted_run(run: Any):
     if not path.is_dir():
         raise UsageError(f"{path}: not a run folder")
     if not (path / JOBS_FILE).exists():
+        rows = path / "rows.jsonl"
+        if rows.is_file():  # an in-process run: its rows are all there is to see
+            n = sum(1 for line in rows.read_bytes().splitlines() if line.strip())
+            raise UsageError(
+                f"{path}: measured in-process (no {JOBS_FILE}): {n} rows in rows.jsonl; "
+                f"`pacabench report {path}` shows them, `pacabench run SUITE --resume-from {path}` finishes it"
+            )
         raise UsageError(f"{path}: no {JOBS_FILE} (a run made with --executor local or slurm has one)")
     return RunDir(path)
 
