@@ -99,3 +99,13 @@ def test_no_accuracy_rows_no_accuracy_plot(df):
 def test_nothing_to_plot():
     empty = pd.DataFrame([row("pvt_v2_b1", 224, status="error")])
     assert make_figures(empty) == {}
+
+
+def test_one_size_has_no_scaling_plot_two_sizes_do(df):
+    """A scaling plot needs two sizes: one size would be a column of points (a one-size zoo's
+    picture is its Pareto plot); an OOM row at a second size does not count as a measured size."""
+    cost = df[df["task"] == "cost"]
+    one = cost[cost["resolution"].map(lambda r: r[0] in (224, 2048))]  # 224 measured, 2048 an OOM
+    assert make_figures(one) == {}
+    two = cost[cost["resolution"].map(lambda r: r[0] in (224, 512))]
+    assert set(make_figures(two)) == {"gflops_vs_resolution", "latency_vs_resolution", "memory_vs_resolution"}

@@ -140,7 +140,9 @@ def _quiet(draw: Callable[..., Any]) -> Callable[..., Any]:
 
 @_quiet
 def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | None = None) -> Figure | None:
-    """Cost against tokens, log–log, one line per model; None if the run has no such values.
+    """Cost against tokens, log–log, one line per model; None if the run has no such values, or
+    only one size (a scaling plot of one size is a vertical column of points: a one-size zoo's
+    picture is its Pareto plot).
 
     ``style``: line keyword arguments for a group key (a zoo: colour by family, ``family_styles``)."""
     if metric not in COST_METRICS:
@@ -151,7 +153,8 @@ def cost_figure(df: pd.DataFrame, metric: str, style: Callable[[tuple], dict] | 
     d = d.copy()
     d["_tok"] = d["resolution"].map(tokens)
     d = d[d["_tok"].map(_positive)]
-    if not (d[metric].map(_positive) & (d["status"] == "ok")).any():
+    measured = d[d[metric].map(_positive) & (d["status"] == "ok")]
+    if measured["_tok"].nunique() < 2:
         return None
     cols = group_cols(d)
     fig = Figure(figsize=(9.0, 4.8), dpi=110)
