@@ -373,8 +373,9 @@ def _write_report(output: Path, text: str, files: dict[str, str] | None) -> None
         raise UsageError(f"cannot write {output}: {e.strerror or e}") from None
 
 
-def _submitted_run(run: Any):
-    """The ``RunDir`` of a run submitted to an executor (``UsageError`` unless it has jobs.json)."""
+def _submitted_run(run: Any, *, in_process: bool = False):
+    """The ``RunDir`` of a run submitted to an executor (``UsageError`` unless it has jobs.json);
+    ``in_process``: also a run measured in-process (its rows.jsonl, no jobs)."""
     from .runs.executors.jobstate import JOBS_FILE
     from .runs.folder import RunDir
 
@@ -383,11 +384,11 @@ def _submitted_run(run: Any):
         raise UsageError(f"{path}: not a run folder")
     if not (path / JOBS_FILE).exists():
         rows = path / "rows.jsonl"
-        if rows.is_file():  # an in-process run: its rows are all there is to see
-            n = sum(1 for line in rows.read_bytes().splitlines() if line.strip())
+        if in_process and rows.is_file():
+            return RunDir(path)
+        if rows.is_file():  # an in-process run: nothing to collect
             raise UsageError(
-                f"{path}: measured in-process (no {JOBS_FILE}): {n} rows in rows.jsonl; "
-                f"`pacabench report {path}` shows them, `pacabench run SUITE --resume-from {path}` finishes it"
+                f"{path}: measured in-process (no {JOBS_FILE}): its rows are in rows.jsonl already"
             )
         raise UsageError(f"{path}: no {JOBS_FILE} (a run made with --executor local or slurm has one)")
     return RunDir(path)
@@ -413,11 +414,12 @@ def _run_suite(rd) -> Any:
 
 
 def status(run: Any):
-    """Where each case of a run submitted to an executor stands, without accounting (row files,
-    then the scheduler's queue, then the job's log).
+    """Where each case of a run stands, without accounting: for a run submitted to an executor,
+    from the row files, then the scheduler's queue, then the job's log; for a run measured
+    in-process, from its rows (a case with none is missing: an interrupted run, ``--resume``).
 
     Args:
-        run: the run folder (or ``Run``) of a run made with a local, slurm or debug executor.
+        run: the run folder (or ``Run``): made with a local, slurm or debug executor, or in-process.
 
     Returns:
         ``pacabench.runs.executors.collect.RunStatus``: ``.cases`` as (case, state, detail), one
@@ -430,11 +432,12 @@ def status(run: Any):
     from .runs.executors.jobstate import load_submissions
     from .runs.executors.kinds import executor_for, job_states
 
-    rd = _submitted_run(run)
+    rd = _submitted_run(run, in_process=True)
     suite = _run_suite(rd)
     if suite is None:
         return run_status(rd.path, job_states)
-    devices = {s.case["device"] for s in load_submissions(rd.path)}
+    subs = load_submissions(rd.path)
+    devices = {s.case["device"] for s in subs} or {r.get("device") for r in rd.rows() if r.get("device")}
     cases = suite.cases(devices.pop() if len(devices) == 1 else None)
     parallel = executor_for(suite.executor).parallelism()
     return run_status(rd.path, job_states, parallel=parallel, cases=cases)

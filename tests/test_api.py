@@ -135,8 +135,11 @@ def test_an_interrupted_python_run_keeps_its_rows_and_resumes(tmp_path):
         pacabench.run(suite, results_dir=tmp_path / "res", run_id="i", on_progress=StopAfterOneRow())
     path = tmp_path / "res" / "apitiny" / "i"
     assert [x["resolution"] for x in pacabench.Run(path).rows()] == [[64, 64]]
+    st = pacabench.status(path)  # an in-process run's status: from its rows and its suite record
+    assert [s for _, s, _ in st.cases] == ["done", "missing"] and st.counts == {"done": 1, "missing": 1}
     r = pacabench.run(suite, results_dir=tmp_path / "res", resume_from=path)
     assert [x["resolution"] for x in r.rows()] == [[64, 64], [64, 96]] and r.summary.skipped_done == 1
+    assert pacabench.status(path).counts == {"done": 2}
 
 
 def test_debug_executor_from_python(tmp_path):

@@ -19,7 +19,8 @@ def status(
     run: Path = typer.Argument(..., help="Run folder, e.g. results/paper_sweep/<run-id>"),
     all_cases: bool = typer.Option(False, "--all", help="List every case, not only those not done."),
 ):
-    """Pending / running / done / failed per case of a submitted run, and an ETA (no sacct needed)."""
+    """Pending / running / done / failed per case of a run, and an ETA (no sacct needed); an
+    in-process run: done / failed / missing from its rows."""
     from ..api import status as run_status
 
     st = run_status(run)
