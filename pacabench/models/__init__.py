@@ -145,22 +145,18 @@ def _build_timm(spec: ModelSpec, hw, num_classes: int, features_only: bool, kwar
     builder takes none (a convnet takes any size). Weights of a ``name.tag``: timm's cache only."""
     fam = spec.family_spec
     name = spec.name
-    build_kwargs = dict(kwargs)
-    if hw is not None and (fam.source == "pacabench" or fam.img_size_arg or fam.name not in FAMILIES):
-        build_kwargs["img_size"] = hw
+    build_kwargs = {**kwargs, "num_classes": num_classes}
     if fam.source == "pacabench":
         build_kwargs["features_only"] = features_only
     if features_only and fam.source != "pacabench":
-        num_classes = 0  # no classifier: its checkpoint keys are ignored, as our families do
-    if "." in name and fam.name not in FAMILIES and cache_ok:
-        build_kwargs.update(_cached_weights(name))
-    try:
-        return timm.create_model(name, num_classes=num_classes, **{"pretrained": False, **build_kwargs})
-    except TypeError as e:
-        if fam.name in FAMILIES or "img_size" not in str(e) or "img_size" in kwargs:
-            raise
-    build_kwargs.pop("img_size")
-    return timm.create_model(name, num_classes=num_classes, **{"pretrained": False, **build_kwargs})
+        build_kwargs["num_classes"] = 0  # no classifier: its checkpoint keys are ignored, as our families do
+    if fam.name not in FAMILIES:  # offered img_size, dropped when the builder takes none
+        if "." in name and cache_ok:
+            build_kwargs.update(_cached_weights(name))
+        return _create_sized(name, hw, build_kwargs, keep=kwargs)
+    if hw is not None and (fam.source == "pacabench" or fam.img_size_arg):
+        build_kwargs["img_size"] = hw
+    return timm.create_model(name, **{"pretrained": False, **build_kwargs})
 
 
 def _timm_features(spec: ModelSpec, hw, kwargs: dict, checkpoint) -> nn.Module:
@@ -202,10 +198,10 @@ def _default_feature_info(name: str, hw, kwargs: dict):
         ) from None
 
 
-def _create_sized(name: str, hw, build_kwargs: dict) -> nn.Module:
+def _create_sized(name: str, hw, build_kwargs: dict, keep=()) -> nn.Module:
     """``timm.create_model`` offered ``img_size`` (ViT-like builders take it) and any optional size
     argument in ``build_kwargs`` (``dynamic_img_size``), each dropped when the builder takes none
-    (a convnet takes any size)."""
+    (a convnet takes any size); one named in ``keep`` (the user's own kwargs) is never dropped."""
     kw = {"pretrained": False, **build_kwargs}
     if hw is not None:
         kw["img_size"] = hw
@@ -213,7 +209,7 @@ def _create_sized(name: str, hw, build_kwargs: dict) -> nn.Module:
         try:
             return timm.create_model(name, **kw)
         except TypeError as e:
-            drop = next((k for k in _OPTIONAL_SIZE_ARGS if k in kw and k in str(e)), None)
+            drop = next((k for k in _OPTIONAL_SIZE_ARGS if k in kw and k not in keep and k in str(e)), None)
             if drop is None:
                 raise
             kw.pop(drop)
