@@ -394,25 +394,6 @@ def _submitted_run(run: Any, *, in_process: bool = False):
     return RunDir(path)
 
 
-def _run_suite(rd) -> Any:
-    """The suite a run folder measures now (its suite record's file; ``suite.yaml`` for older
-    runs), or None when it has none."""
-    import json
-
-    from .runs.folder import SUITE_RECORD
-    from .spec.suite import load_suite
-
-    name = "suite.yaml"
-    try:
-        record = json.loads((rd.path / SUITE_RECORD).read_text(encoding="utf-8"))
-        if isinstance(record, dict) and isinstance(record.get("file"), str):
-            name = record["file"]
-    except (OSError, ValueError):
-        pass
-    path = rd.path / Path(name).name  # the record names a file of the run folder, nothing else
-    return load_suite(path) if path.is_file() else None
-
-
 def status(run: Any):
     """Where each case of a run stands, without accounting: for a run submitted to an executor,
     from the row files, then the scheduler's queue, then the job's log; for a run measured
@@ -431,9 +412,10 @@ def status(run: Any):
     from .runs.executors.collect import run_status
     from .runs.executors.jobstate import load_submissions
     from .runs.executors.kinds import executor_for, job_states
+    from .runs.folder import recorded_suite
 
     rd = _submitted_run(run, in_process=True)
-    suite = _run_suite(rd)
+    suite = recorded_suite(rd)
     if suite is None:
         return run_status(rd.path, job_states)
     subs = load_submissions(rd.path)

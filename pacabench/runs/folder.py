@@ -44,6 +44,7 @@ __all__ = [
     "create_run",
     "find_run",
     "prepare_resume",
+    "recorded_suite",
     "cases_to_submit",
     "cases_to_refill",
 ]
@@ -337,6 +338,22 @@ def prepare_resume(
         "info", f"suite changed: recorded as {rd.path / f'suite.{n}.yaml'}; measuring what is missing"
     )
     return frozenset(suite.metrics) - frozenset(old["metrics"])
+
+
+def recorded_suite(rd: RunDir):
+    """The suite a run folder measures now: the file its ``SUITE_RECORD`` names (``suite.yaml``
+    for older runs, or an unreadable record), loaded; None when the folder holds no such file."""
+    from ..spec.suite import load_suite
+
+    name = "suite.yaml"
+    try:
+        record = json.loads((rd.path / SUITE_RECORD).read_text(encoding="utf-8"))
+        if isinstance(record, dict) and isinstance(record.get("file"), str):
+            name = record["file"]
+    except (OSError, ValueError):
+        pass
+    path = rd.path / Path(name).name  # the record names a file of the run folder, nothing else
+    return load_suite(path) if path.is_file() else None
 
 
 def cases_to_submit(cases: list, rows: list[dict[str, Any]], queued: set[str]) -> list:
