@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..analysis.stats import mann_whitney
+from .latency import percentile
 
 __all__ = ["Stability", "assess", "drift", "modes", "spread", "MIN_SAMPLES"]
 
@@ -68,8 +69,9 @@ def drift(samples: Sequence[float]) -> str | None:
 
 
 def _iqr(v: Sequence[float]) -> float:
-    q = statistics.quantiles(v, n=4, method="inclusive")
-    return q[2] - q[0]
+    """The interquartile range as the rows' ``latency_ms_iqr`` computes it (linear interpolation)."""
+    s = sorted(v)
+    return percentile(s, 75) - percentile(s, 25)
 
 
 def modes(samples: Sequence[float]) -> str | None:
