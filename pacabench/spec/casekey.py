@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["CaseKey", "checkpoint_digest", "canonical_kwargs"]
+__all__ = ["CaseKey", "checkpoint_digest", "canonical_kwargs", "latency_mode_text"]
 
 DIGEST_CHARS = 16
 
@@ -57,6 +57,11 @@ def _decayed(d: dict[str, Any]) -> int | None:
     """The batch a row ran at when batch decay made it smaller than the requested one."""
     used, asked = d.get("batch_size_used"), int(d.get("batch_size") or 1)
     return int(used) if used and int(used) != asked else None
+
+
+def latency_mode_text(mode: str, compile_mode: str | None) -> str:
+    """A latency mode as keys and labels write it: ``cuda_graph``, ``compiled(<compile mode>)``."""
+    return mode + (f"({compile_mode})" if mode == "compiled" else "")
 
 
 @dataclass(frozen=True)
@@ -133,12 +138,8 @@ class CaseKey:
         if self.batch_used is not None:
             parts.append(f"decayed={self.batch_used}")
         if self.latency_mode != "eager":  # eager keys stay as they were before latency modes existed
-            parts.append(f"lat={self._mode_text()}")
+            parts.append(f"lat={latency_mode_text(self.latency_mode, self.latency_compile_mode)}")
         return "|".join(parts)
-
-    def _mode_text(self) -> str:
-        compiled = self.latency_mode == "compiled"
-        return self.latency_mode + (f"({self.latency_compile_mode})" if compiled else "")
 
     def label(self) -> str:
         """Short human label: ``[imagenet] model+head 224 b64 fp32 cpu channels_last``."""
@@ -150,7 +151,11 @@ class CaseKey:
         extra += (
             "" if self.mode == "inference" else f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
         )
-        extra += "" if self.latency_mode == "eager" else f" {self._mode_text()}"
+        extra += (
+            ""
+            if self.latency_mode == "eager"
+            else f" {latency_mode_text(self.latency_mode, self.latency_compile_mode)}"
+        )
         t = "" if self.task == "cost" else f"[{self.task}] "
         return f"{t}{self.model_label} {r} b{self.batch_size} {self.dtype} {self.device}{extra}"
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any
 
-from .casekey import CaseKey, checkpoint_digest
+from .casekey import CaseKey, checkpoint_digest, latency_mode_text
 from .catalog import to_hw
 from .dtypes import AMP  # dtype amp: fp16 on CUDA, bf16 on a CPU (the row records which)
 from .executor import ExecutorConfig
@@ -133,9 +133,7 @@ class Case:
         extra = " cl" if self.channels_last else ""
         extra += " compile" if self.compile else ""
         if self.latency_mode != "eager":
-            extra += f" {self.latency_mode}" + (
-                f"({self.latency.compile_mode})" if self.latency.mode == "compiled" else ""
-            )
+            extra += f" {latency_mode_text(self.latency_mode, self.latency.compile_mode)}"
         if self.mode != "inference":
             extra += f" {self.mode}" + (" gc" if self.grad_checkpointing else "")
         task = "" if self.task == "cost" else f"[{self.task}] "
